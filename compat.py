@@ -1,0 +1,62 @@
+"""Every difference between Odoo 18.0 and 19.0 that memory_hygiene meets.
+
+The rest of the addon calls these helpers and never tests the version itself.
+"""
+
+import odoo
+from odoo import release
+from odoo.tools import config, sql
+
+MAJOR = release.version_info[0]
+SERIES = release.series
+
+
+def in_test_mode():
+    """True under Odoo's test runner, where ``cr.commit()`` is forbidden."""
+    return bool(config["test_enable"] or config.get("test_file") or odoo.modules.module.current_test)
+
+
+def create_unique_index(cr, name, table, expressions):
+    if MAJOR >= 19:
+        # 19.0 deprecates create_unique_index in favour of create_index(unique=True).
+        return sql.create_index(cr, name, table, expressions, unique=True)
+    return sql.create_unique_index(cr, name, table, expressions)
+
+
+def current_cron(env):
+    """The scheduled action whose run this environment belongs to, or an empty recordset.
+
+    Scheduled runs carry ``cron_id`` in their context on both series. 18.0's
+    "Run Manually" (``method_direct_trigger``) only adds a progress record, so
+    the cron is found through it.
+    """
+    cron_model = env["ir.cron"].sudo()
+    if cron_id := env.context.get("cron_id"):
+        return cron_model.browse(cron_id).exists()
+    if progress_id := env.context.get("ir_cron_progress_id"):
+        return env["ir.cron.progress"].sudo().browse(progress_id).exists().cron_id
+    return cron_model
+
+
+def report_cron_progress(env, processed, remaining, *, commit):
+    """Tell Odoo's cron machinery how far a run is, through the series' own API.
+
+    ``processed`` is the number of records handled since the last report,
+    ``remaining`` how many are left. Commits when ``commit`` is true, whether
+    or not a cron run is under way (19.0's ``_commit_progress`` always commits).
+    Under the test runner (``commit=False``) the progress record gets the same
+    values without a commit.
+    """
+    # Progress records belong to the cron machinery, whichever user the cron runs as.
+    cron_model = env["ir.cron"].sudo()
+    progress = env["ir.cron.progress"].sudo().browse(env.context.get("ir_cron_progress_id")).exists()
+    if MAJOR >= 19:
+        if commit:
+            cron_model._commit_progress(processed, remaining=remaining)
+        elif progress:
+            progress.write({"done": progress.done + processed, "remaining": remaining})
+        return
+    if progress:
+        cron_model._notify_progress(done=progress.done + processed, remaining=remaining)
+    if commit:
+        env.cr.commit()  # the batch is done: make it (and its progress) durable

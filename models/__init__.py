@@ -1,0 +1,2 @@
+from . import memory_batch_mixin
+from . import memory_batch_position

@@ -1,0 +1,33 @@
+from odoo import api, fields, models
+
+
+class TestMemoryBatchRecord(models.Model):
+    """A model of a user's addon: it only inherits the mixin, as README shows."""
+
+    _name = "test.memory.batch.record"
+    _description = "Memory Hygiene test record"
+    _inherit = ["mail.thread", "memory.batch.mixin"]
+
+    name = fields.Char(tracking=True)
+    state = fields.Selection([("todo", "To do"), ("done", "Done")], default="todo", tracking=True)
+    value = fields.Integer(tracking=True)
+    poison = fields.Boolean()
+
+    # The README's example, unchanged.
+    @api.model
+    def _cron_close_todo(self):
+        return self._batch_process(
+            [("state", "=", "todo")],
+            lambda batch: batch.write({"state": "done"}),
+            batch_size=500,
+        )
+
+    # Used by the tests' scheduled actions: a callback that leaves every record
+    # in the domain, so only the saved position keeps the run from looping.
+    @api.model
+    def _cron_touch_todo(self, batch_size=5):
+        return self._batch_process([("state", "=", "todo")], lambda batch: batch._touch(), batch_size=batch_size)
+
+    def _touch(self):
+        for record in self:
+            record.value += 1

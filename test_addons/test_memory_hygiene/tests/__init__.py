@@ -1,0 +1,2 @@
+from . import test_batch_mixin
+from . import test_batch_cron

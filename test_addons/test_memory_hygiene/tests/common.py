@@ -1,0 +1,64 @@
+from datetime import timedelta
+
+from odoo import fields
+from odoo.tests.common import TransactionCase, new_test_user
+
+from odoo.addons.memory_hygiene import compat
+
+
+class BatchCase(TransactionCase):
+    """Records of the user's model, handled by an internal user (no admin rights)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.user = new_test_user(cls.env, login="mh_batch_user", groups="base.group_user")
+        cls.Record = cls.env["test.memory.batch.record"].with_user(cls.user)
+
+    def make_records(self, count, **vals):
+        # No tracking noise from the fixtures themselves.
+        return self.Record.with_context(tracking_disable=True).create(
+            [{"name": f"record {i}", **vals} for i in range(count)]
+        )
+
+    def make_cron(self, code, user=None):
+        # 18.0's job machinery creates its progress records as the cron's user,
+        # which only works for admins: crons that go through it run as root there.
+        return self.env["ir.cron"].create(
+            {
+                "name": f"memory_hygiene test: {code}",
+                "model_id": self.env["ir.model"]._get_id("test.memory.batch.record"),
+                "state": "code",
+                "code": code,
+                "user_id": (user or self.user).id,
+                "interval_number": 1,
+                "interval_type": "days",
+                "nextcall": fields.Datetime.now() - timedelta(minutes=1),
+            }
+        )
+
+    def cron_env_record(self, cron):
+        """The test model as a scheduled run of ``cron`` sees it (context and progress)."""
+        cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
+        return self.Record.with_context(cron.env.context), progress
+
+    def run_cron_job(self, cron):
+        """Run ``cron`` through Odoo's own job machinery (``ir.cron._process_job``).
+
+        Its cursors are the test cursor in disguise (registry test mode), so the
+        job's commits are savepoints and everything is rolled back after the test.
+        """
+        self.env.flush_all()
+        job = {**cron.read(load=None)[0], "done": 0, "remaining": 0, "timed_out_counter": 0}
+        registry = self.registry
+        if compat.MAJOR >= 19:
+            with self.enter_registry_test_mode(), registry.cursor() as cr:
+                registry["ir.cron"]._process_job(cr, job)
+        else:
+            registry.enter_test_mode(self.cr)
+            try:
+                with registry.cursor() as cr:
+                    registry["ir.cron"]._process_job(registry.db_name, cr, job)
+            finally:
+                registry.leave_test_mode()
+        self.env.invalidate_all()

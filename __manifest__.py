@@ -14,6 +14,7 @@
         "security/ir.model.access.csv",
         "views/menus.xml",
         "views/memory_batch_position_views.xml",
+        "views/res_config_settings_views.xml",
     ],
     "installable": True,
     "application": False,

@@ -1,32 +1,129 @@
 """Keys, defaults and validation of memory_hygiene's settings.
 
-Every ``ir.config_parameter`` key the addon reads is named here, once.
+Every ``ir.config_parameter`` key the addon reads is declared here, once, with
+its type, default and bounds. The settings page (``res.config.settings``)
+validates with :func:`check`, and code reads values with :func:`read`, which
+falls back to the default (and says so) when a stored value is nonsense::
+
+    >>> read(lambda key: "7", SNAPSHOT_INTERVAL)
+    7
+    >>> read(lambda key: None, WARN_SHARE)
+    90.0
+    >>> try:
+    ...     check(SNAPSHOT_INTERVAL, 0)
+    ... except ParamError as exc:
+    ...     print(exc)
+    Sampling interval (minutes) must be at least 1, got 0.
 """
 
+import logging
+from dataclasses import dataclass
+
+_logger = logging.getLogger(__name__)
+
 PREFIX = "memory_hygiene."
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    label: str
+    kind: type  # int, float, bool or str
+    default: object
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _p(name, label, kind, default, minimum=None, maximum=None):
+    return Param(PREFIX + name, label, kind, default, minimum, maximum)
+
 
 # Batched-cron mixin: share of the cron's limits after which a run stops cleanly.
 BATCH_MEMORY_SHARE = PREFIX + "batch_memory_share"
 BATCH_TIME_SHARE = PREFIX + "batch_time_share"
+# Worker memory snapshots.
+SNAPSHOT_INTERVAL = PREFIX + "snapshot_interval"
+SNAPSHOT_USS = PREFIX + "snapshot_uss"
+SNAPSHOT_RETENTION_DAYS = PREFIX + "snapshot_retention_days"
+GROWTH_THRESHOLD = PREFIX + "growth_threshold"
+GROWTH_MIN_SPAN = PREFIX + "growth_min_span"
+WARN_SHARE = PREFIX + "warn_share"
+ENDPOINT_TOKEN = PREFIX + "endpoint_token"
+# Cron-leak profiler.
+PROFILE_UNTIL = PREFIX + "profile_until"
+PROFILE_FRAMES = PREFIX + "profile_frames"
+PROFILE_TOP_N = PREFIX + "profile_top_n"
+PROFILE_WINDOW = PREFIX + "profile_window"
+LEAK_THRESHOLD = PREFIX + "leak_threshold"
+# Leak report.
+REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
+REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
 
-DEFAULTS = {
-    BATCH_MEMORY_SHARE: 80,
-    BATCH_TIME_SHARE: 80,
+PARAMS = {
+    p.key: p
+    for p in (
+        _p("batch_memory_share", "Batch stop at share of limit_memory_soft (%)", float, 80.0, 1, 100),
+        _p("batch_time_share", "Batch stop at share of the cron time limit (%)", float, 80.0, 1, 100),
+        _p("snapshot_interval", "Sampling interval (minutes)", int, 5, 1, 24 * 60),
+        _p("snapshot_uss", "Sample USS (reads smaps)", bool, False),
+        _p("snapshot_retention_days", "Snapshot retention (days)", int, 30, 1, 3650),
+        _p("growth_threshold", "Leak-suspect growth (MiB/hour)", float, 50.0, 0.1, 1024 * 1024),
+        _p("growth_min_span", "Leak-suspect minimum span (minutes)", int, 60, 5, 30 * 24 * 60),
+        _p("warn_share", "Warn at share of the soft limit (%)", float, 90.0, 1, 100),
+        _p("endpoint_token", "Endpoint token", str, ""),
+        _p("profile_until", "Profile every cron until", str, ""),
+        _p("profile_frames", "Profiler frames", int, 1, 1, 100),
+        _p("profile_top_n", "Profiler top N lines", int, 10, 1, 200),
+        _p("profile_window", "Leak verdict window (runs)", int, 5, 2, 100),
+        _p("leak_threshold", "Leak growth per run (MiB)", float, 0.5, 0.01, 1024 * 1024),
+        _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
+        _p("report_webhook_url", "Leak report webhook URL", str, ""),
+    )
 }
-
 
 class ParamError(ValueError):
     """A setting has a value that makes no sense; the message says what to fix."""
 
 
-def parse_percent(key, raw):
-    """Return ``raw`` as a share in percent (1..100) or raise ParamError."""
-    if raw in (None, "", False):
-        return DEFAULTS[key]
+def check(key, value):
+    """Return ``value`` converted to the setting's type, or raise ParamError."""
+    param = PARAMS[key]
+    if param.kind is bool:
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if param.kind is str:
+        return "" if value in (None, False) else str(value).strip()
+    if value in (None, "", False) and not isinstance(value, int | float):
+        return param.default
     try:
-        value = float(raw)
+        number = param.kind(float(value)) if param.kind is int else float(value)
+        if param.kind is int and float(value) != number:
+            raise ValueError
     except (TypeError, ValueError):
-        raise ParamError(f"{key} must be a number of percent, got {raw!r}.") from None
-    if not 0 < value <= 100:
-        raise ParamError(f"{key} must be above 0 and at most 100 percent, got {raw!r}.")
-    return value
+        raise ParamError(f"{param.label} must be a {_kind_word(param.kind)}, got {value!r}.") from None
+    if param.minimum is not None and number < param.minimum:
+        raise ParamError(f"{param.label} must be at least {_fmt(param.minimum)}, got {_fmt(number)}.")
+    if param.maximum is not None and number > param.maximum:
+        raise ParamError(f"{param.label} must be at most {_fmt(param.maximum)}, got {_fmt(number)}.")
+    return number
+
+
+def read(get_param, key):
+    """Read a setting through ``get_param(key) -> str | None``; the default if unset or invalid."""
+    raw = get_param(key)
+    if raw in (None, False, ""):
+        return PARAMS[key].default
+    try:
+        return check(key, raw)
+    except ParamError as exc:
+        _logger.warning("%s Using the default %r.", exc, PARAMS[key].default)
+        return PARAMS[key].default
+
+
+def _kind_word(kind):
+    return {int: "whole number", float: "number"}.get(kind, kind.__name__)
+
+
+def _fmt(number):
+    return f"{number:g}"

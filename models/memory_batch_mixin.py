@@ -171,15 +171,8 @@ class MemoryBatchMixin(models.AbstractModel):
     def _batch_cron_defaults(self, max_seconds, memory_limit_mb):
         """Fill the budgets the caller left open from the server's limits."""
         icp = self.env["ir.config_parameter"].sudo()  # reading the addon's own settings
-        try:
-            memory_share = params.parse_percent(
-                params.BATCH_MEMORY_SHARE, icp.get_param(params.BATCH_MEMORY_SHARE)
-            )
-            time_share = params.parse_percent(params.BATCH_TIME_SHARE, icp.get_param(params.BATCH_TIME_SHARE))
-        except params.ParamError as exc:
-            _logger.warning("%s; using the defaults", exc)
-            memory_share = params.DEFAULTS[params.BATCH_MEMORY_SHARE]
-            time_share = params.DEFAULTS[params.BATCH_TIME_SHARE]
+        memory_share = params.read(icp.get_param, params.BATCH_MEMORY_SHARE)
+        time_share = params.read(icp.get_param, params.BATCH_TIME_SHARE)
         default_seconds, default_mb = procmem.cron_budget(
             config, memory_share=memory_share, time_share=time_share
         )

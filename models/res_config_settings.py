@@ -1,0 +1,160 @@
+import secrets
+from urllib.parse import urlparse
+
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..core import params
+
+#: Settings fields stored as plain config parameters, by field name.
+PARAM_FIELDS = {
+    "memory_batch_memory_share": params.BATCH_MEMORY_SHARE,
+    "memory_batch_time_share": params.BATCH_TIME_SHARE,
+    "memory_snapshot_interval": params.SNAPSHOT_INTERVAL,
+    "memory_snapshot_uss": params.SNAPSHOT_USS,
+    "memory_snapshot_retention_days": params.SNAPSHOT_RETENTION_DAYS,
+    "memory_growth_threshold": params.GROWTH_THRESHOLD,
+    "memory_growth_min_span": params.GROWTH_MIN_SPAN,
+    "memory_warn_share": params.WARN_SHARE,
+    "memory_endpoint_token": params.ENDPOINT_TOKEN,
+    "memory_profile_frames": params.PROFILE_FRAMES,
+    "memory_profile_top_n": params.PROFILE_TOP_N,
+    "memory_profile_window": params.PROFILE_WINDOW,
+    "memory_leak_threshold": params.LEAK_THRESHOLD,
+    "memory_report_webhook_url": params.REPORT_WEBHOOK_URL,
+}
+
+
+def _default(key):
+    return params.PARAMS[key].default
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    memory_batch_memory_share = fields.Float(
+        string="Batch memory share (%)",
+        config_parameter=params.BATCH_MEMORY_SHARE,
+        default=_default(params.BATCH_MEMORY_SHARE),
+        help="A batched cron stops after the batch in which the worker passed this share of limit_memory_soft.",
+    )
+    memory_batch_time_share = fields.Float(
+        string="Batch time share (%)",
+        config_parameter=params.BATCH_TIME_SHARE,
+        default=_default(params.BATCH_TIME_SHARE),
+        help="A batched cron stops after the batch in which this share of the cron's real-time limit passed.",
+    )
+    memory_snapshot_interval = fields.Integer(
+        string="Sampling interval (minutes)",
+        config_parameter=params.SNAPSHOT_INTERVAL,
+        default=_default(params.SNAPSHOT_INTERVAL),
+    )
+    memory_snapshot_uss = fields.Boolean(
+        string="Sample USS",
+        config_parameter=params.SNAPSHOT_USS,
+        help="Unique set size: the memory a worker would give back if it died. Costs a read of smaps.",
+    )
+    memory_snapshot_retention_days = fields.Integer(
+        string="Keep snapshots (days)",
+        config_parameter=params.SNAPSHOT_RETENTION_DAYS,
+        default=_default(params.SNAPSHOT_RETENTION_DAYS),
+    )
+    memory_growth_threshold = fields.Float(
+        string="Leak suspect above (MiB/hour)",
+        config_parameter=params.GROWTH_THRESHOLD,
+        default=_default(params.GROWTH_THRESHOLD),
+    )
+    memory_growth_min_span = fields.Integer(
+        string="Leak suspect after (minutes)",
+        config_parameter=params.GROWTH_MIN_SPAN,
+        default=_default(params.GROWTH_MIN_SPAN),
+    )
+    memory_warn_share = fields.Float(
+        string="Warn at share of the soft limit (%)",
+        config_parameter=params.WARN_SHARE,
+        default=_default(params.WARN_SHARE),
+    )
+    memory_endpoint_token = fields.Char(
+        string="Endpoint token",
+        config_parameter=params.ENDPOINT_TOKEN,
+        help="Needed by /memory_hygiene/health and /memory_hygiene/metrics (header or ?token=).",
+    )
+    memory_profile_until = fields.Datetime(
+        string="Profile every cron until",
+        help="Every scheduled action is profiled until then; empty: only those switched on.",
+    )
+    memory_profile_frames = fields.Integer(
+        string="Profiler frames",
+        config_parameter=params.PROFILE_FRAMES,
+        default=_default(params.PROFILE_FRAMES),
+    )
+    memory_profile_top_n = fields.Integer(
+        string="Profiler top lines",
+        config_parameter=params.PROFILE_TOP_N,
+        default=_default(params.PROFILE_TOP_N),
+    )
+    memory_profile_window = fields.Integer(
+        string="Leak verdict window (runs)",
+        config_parameter=params.PROFILE_WINDOW,
+        default=_default(params.PROFILE_WINDOW),
+    )
+    memory_leak_threshold = fields.Float(
+        string="Leak growth per run (MiB)",
+        config_parameter=params.LEAK_THRESHOLD,
+        default=_default(params.LEAK_THRESHOLD),
+    )
+    memory_report_recipient_ids = fields.Many2many(
+        "res.users",
+        string="Leak report recipients",
+        help="Empty: the Settings administrators.",
+    )
+    memory_report_webhook_url = fields.Char(
+        string="Leak report webhook",
+        config_parameter=params.REPORT_WEBHOOK_URL,
+        help="http(s) URL that receives the report as JSON with a Slack-compatible 'text' field.",
+    )
+
+    @api.constrains(*PARAM_FIELDS)
+    def _check_memory_settings(self):
+        for settings in self:
+            for name, key in PARAM_FIELDS.items():
+                try:
+                    params.check(key, settings[name])
+                except params.ParamError as exc:
+                    raise ValidationError(str(exc)) from None
+            url = settings.memory_report_webhook_url
+            if url:
+                parsed = urlparse(url.strip())
+                if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                    raise ValidationError(
+                        self.env._(
+                            "The leak report webhook must be an http:// or https:// URL, got %r.", url
+                        )
+                    )
+
+    @api.model
+    def get_values(self):
+        res = super().get_values()
+        icp = self.env["ir.config_parameter"].sudo()  # settings are read by Settings admins only
+        until = icp.get_param(params.PROFILE_UNTIL)
+        ids = [int(i) for i in (icp.get_param(params.REPORT_RECIPIENT_IDS) or "").split(",") if i.isdigit()]
+        res.update(
+            memory_profile_until=fields.Datetime.to_datetime(until) if until else False,
+            memory_report_recipient_ids=[(6, 0, self.env["res.users"].browse(ids).exists().ids)],
+        )
+        return res
+
+    def set_values(self):
+        super().set_values()
+        icp = self.env["ir.config_parameter"].sudo()  # settings are written by Settings admins only
+        icp.set_param(
+            params.PROFILE_UNTIL,
+            fields.Datetime.to_string(self.memory_profile_until) if self.memory_profile_until else "",
+        )
+        icp.set_param(params.REPORT_RECIPIENT_IDS, ",".join(str(i) for i in self.memory_report_recipient_ids.ids))
+
+    def action_memory_rotate_token(self):
+        """Generate a new endpoint token; the old one stops working at once."""
+        self.ensure_one()
+        self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, secrets.token_urlsafe(32))
+        return {"type": "ir.actions.client", "tag": "reload"}

@@ -3,6 +3,11 @@
 The rest of the addon calls these helpers and never tests the version itself.
 """
 
+import os
+import sys
+
+import psutil
+
 import odoo
 from odoo import release
 from odoo.tools import config, sql
@@ -60,3 +65,30 @@ def report_cron_progress(env, processed, remaining, *, commit):
         cron_model._notify_progress(done=progress.done + processed, remaining=remaining)
     if commit:
         env.cr.commit()  # the batch is done: make it (and its progress) durable
+
+
+def server_info():
+    """``{"mode", "root_pid"}`` of the Odoo server this process belongs to.
+
+    ``mode`` is ``prefork`` (workers >= 1; ``root_pid`` is the master), ``threaded``
+    (workers = 0), ``gevent`` (the long-polling process; its root is the master
+    when it has one) or ``other`` (``odoo-bin shell``, scripts, tests without a
+    server): then the tree is this process alone.
+    """
+    from odoo.service import server as server_module
+
+    server = server_module.server
+    if isinstance(server, server_module.PreforkServer):
+        return {"mode": "prefork", "root_pid": server.pid}
+    if isinstance(server, server_module.ThreadedServer):
+        return {"mode": "threaded", "root_pid": os.getpid()}
+    if isinstance(server, server_module.GeventServer):
+        # Spawned by a prefork master with our own argv[0]; standalone otherwise.
+        try:
+            parent = psutil.Process(os.getppid())
+            if sys.argv and sys.argv[0] in parent.cmdline():
+                return {"mode": "prefork", "root_pid": parent.pid}
+        except psutil.Error:
+            pass
+        return {"mode": "gevent", "root_pid": os.getpid()}
+    return {"mode": "other", "root_pid": os.getpid()}

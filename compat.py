@@ -92,3 +92,34 @@ def server_info():
             pass
         return {"mode": "gevent", "root_pid": os.getpid()}
     return {"mode": "other", "root_pid": os.getpid()}
+
+
+def odoo_bin():
+    """Path of the ``odoo-bin`` of the running Odoo (next to the ``odoo`` package)."""
+    # 19.0's ``odoo`` is a namespace package: no ``__file__``, only ``__path__``.
+    return os.path.join(os.path.dirname(list(odoo.__path__)[0]), "odoo-bin")
+
+
+def child_server_args():
+    """Options that make a child ``odoo-bin`` see this process's addons and PostgreSQL.
+
+    The password is not among them (a command line is public): pass it as
+    ``PGPASSWORD`` in the child's environment. ``addons_path`` is a
+    comma-separated string on 18.0 and a list on 19.0.
+    """
+    addons = config["addons_path"]
+    args = ["--addons-path", addons if isinstance(addons, str) else ",".join(addons)]
+    if config.get("data_dir"):
+        args += ["--data-dir", config["data_dir"]]
+    for option, flag in (("db_host", "--db_host"), ("db_port", "--db_port"), ("db_user", "--db_user")):
+        if config.get(option):
+            args += [flag, str(config[option])]
+    return args
+
+
+def no_demo_args():
+    """Options that install a database without demo data.
+
+    18.0 loads demo data unless told not to; 19.0 loads none unless ``--with-demo``.
+    """
+    return ["--without-demo=all"] if MAJOR < 19 else []

@@ -12,8 +12,10 @@
     "external_dependencies": {"python": ["psutil", "pympler", "requests"]},
     "data": [
         "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
         "views/menus.xml",
         "views/memory_batch_position_views.xml",
+        "views/memory_snapshot_views.xml",
         "views/res_config_settings_views.xml",
     ],
     "installable": True,

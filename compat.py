@@ -9,8 +9,8 @@ import sys
 import psutil
 
 import odoo
-from odoo import release
-from odoo.tools import config, sql
+from odoo import models, release
+from odoo.tools import config, constants, sql
 
 MAJOR = release.version_info[0]
 SERIES = release.series
@@ -123,3 +123,24 @@ def no_demo_args():
     18.0 loads demo data unless told not to; 19.0 loads none unless ``--with-demo``.
     """
     return ["--without-demo=all"] if MAJOR < 19 else []
+
+
+#: Rows an autovacuum purge removes at once before re-triggering itself
+#: (``odoo.models`` on 18.0, ``odoo.tools.constants`` on 19.0).
+GC_UNLINK_LIMIT = getattr(constants, "GC_UNLINK_LIMIT", None) or models.GC_UNLINK_LIMIT
+
+
+def record_cache_size(env):
+    """Values held in the record cache of ``env``'s transaction.
+
+    18.0 keeps them in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
+    both map a field to ``{record id: value}`` (or to a dict of those per
+    context key for context-dependent fields, counted as one).
+    """
+    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
+    return sum(len(values) for values in data.values())
+
+
+def ormcache_entries(registry):
+    """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
+    return sum(len(cache) for cache in registry._Registry__caches.values())

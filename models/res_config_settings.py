@@ -152,6 +152,7 @@ class ResConfigSettings(models.TransientModel):
             fields.Datetime.to_string(self.memory_profile_until) if self.memory_profile_until else "",
         )
         icp.set_param(params.REPORT_RECIPIENT_IDS, ",".join(str(i) for i in self.memory_report_recipient_ids.ids))
+        self.env["memory.snapshot"]._sync_cron_interval()
 
     def action_memory_rotate_token(self):
         """Generate a new endpoint token; the old one stops working at once."""

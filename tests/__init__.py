@@ -1,2 +1,3 @@
 from . import test_settings
 from . import test_harness
+from . import test_memory_snapshot

@@ -1,4 +1,5 @@
 import psutil
+import requests
 
 from odoo.tests import TransactionCase, tagged
 
@@ -12,6 +13,9 @@ class TestHarness(TransactionCase):
         self.addCleanup(server.stop)
         server.start()
         self.assertEqual(server.get("/web/login").status_code, 200)
+        # The gevent process serves too (it crash-loops when gevent cannot load its plugins).
+        gevent_login = requests.get(f"http://127.0.0.1:{server.gevent_port}/web/login", timeout=60)
+        self.assertEqual(gevent_login.status_code, 200)
 
         expected = {"master": 1, "http": 2, "cron": 1, "gevent": 1}
 

@@ -1,5 +1,8 @@
-"""memory_hygiene against a real ``odoo-bin`` with 2 HTTP workers, a cron worker and gevent."""
+"""memory_hygiene against a real ``odoo-bin``: prefork (2 HTTP workers, a cron worker, gevent),
+threaded (workers = 0) and ``odoo-bin shell``."""
 
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from odoo.tests import TransactionCase, tagged
 
+from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
 
 TOKEN = "real-server-token-0123456789abcdef"
@@ -206,3 +211,63 @@ class TestRealServer(TransactionCase):
             60,
             message=f"worker {pid} replaced",
         )
+
+
+@tagged("post_install", "-at_install")
+class TestOtherModes(TransactionCase):
+    def test_threaded_server_samples_itself_after_requests_and_from_its_cron_thread(self):
+        db = server_database()
+        with db_cursor(db) as cr:
+            cr.execute(
+                "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = ("
+                "SELECT res_id FROM ir_model_data"
+                " WHERE module = 'memory_hygiene' AND name = 'ir_cron_memory_snapshot')"
+            )
+        server = OdooServer(db, workers=0, max_cron_threads=1)
+        self.addCleanup(server.stop)
+        server.start()
+        [pid] = server.pids()["threaded"]
+        self.assertEqual(server.get("/test_memory_hygiene/pid").json()["pid"], pid)
+
+        def triggers():
+            with db_cursor("postgres") as cr:
+                cr.execute("NOTIFY cron_trigger, %s", [db])  # wakes the cron thread up
+            with db_cursor(db) as cr:
+                cr.execute("SELECT DISTINCT trigger, process_kind FROM memory_snapshot WHERE pid = %s", [pid])
+                found = set(cr.fetchall())
+            return found if {"request", "schedule"} <= {trigger for trigger, _kind in found} else None
+
+        found = wait_until(triggers, 120, 2, "snapshots of the threaded server")
+        self.assertEqual(found, {("request", "threaded"), ("schedule", "threaded")})
+
+    def test_odoo_bin_shell_samples_itself_as_other(self):
+        db = server_database()
+        code = (
+            "snapshots = env['memory.snapshot']._sample_round('manual')\n"
+            "print('SAMPLED', [(s.pid, s.process_kind) for s in snapshots])\n"
+            "env.cr.commit()\n"
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                compat.odoo_bin(),
+                "shell",
+                *compat.child_server_args(),
+                "-d",
+                db,
+                "--log-level=warn",
+            ],
+            input=code,
+            capture_output=True,
+            text=True,
+            env=harness._child_env(),
+            timeout=300,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        line = next(line for line in done.stdout.splitlines() if line.startswith("SAMPLED"))
+        [(pid, kind)] = eval(line.removeprefix("SAMPLED "))  # noqa: S307 - our own print of a literal list
+        self.assertEqual(kind, "other")
+        with db_cursor(db) as cr:
+            cr.execute("SELECT process_kind, trigger FROM memory_snapshot WHERE pid = %s", [pid])
+            self.assertEqual(cr.fetchall(), [("other", "manual")])

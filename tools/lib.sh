@@ -116,6 +116,15 @@ mh_ensure_postgres() {
     fi
 }
 
+# mh_ensure_pandoc : pandoc (Debian's) converts readme/*.md for tools/gen_readme.py.
+mh_ensure_pandoc() {
+    if ! command -v pandoc >/dev/null 2>&1; then
+        mh_log "installing pandoc (apt-get)"
+        mh_as_root apt-get update
+        mh_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y pandoc
+    fi
+}
+
 # mh_db_exists DB : true when the database exists.
 mh_db_exists() {
     [ "$(psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]

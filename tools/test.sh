@@ -268,6 +268,10 @@ step_lint() {
         mh_log "pylint (pylint-odoo, .pylintrc) on test_addons/"
         "${pylint[@]}" --disable=missing-readme "${targets[@]}" || bad=1
     fi
+    # README.rst and index.html are generated from readme/*.md: never stale.
+    mh_ensure_pandoc
+    mh_log "README.rst generated from readme/ (tools/gen_readme.py --check)"
+    "$MH_TOOL_PY" tools/gen_readme.py --check || bad=1
     return "$bad"
 }
 

@@ -1,6 +1,7 @@
 """memory_hygiene against a real ``odoo-bin``: prefork (2 HTTP workers, a cron worker, gevent),
 threaded (workers = 0) and ``odoo-bin shell``."""
 
+import json
 import subprocess
 import sys
 import time
@@ -244,7 +245,7 @@ class TestOtherModes(TransactionCase):
         db = server_database()
         code = (
             "snapshots = env['memory.snapshot']._sample_round('manual')\n"
-            "print('SAMPLED', [(s.pid, s.process_kind) for s in snapshots])\n"
+            "print('SAMPLED', __import__('json').dumps([[s.pid, s.process_kind] for s in snapshots]))\n"
             "env.cr.commit()\n"
         )
         done = subprocess.run(
@@ -266,7 +267,7 @@ class TestOtherModes(TransactionCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         line = next(line for line in done.stdout.splitlines() if line.startswith("SAMPLED"))
-        [(pid, kind)] = eval(line.removeprefix("SAMPLED "))  # noqa: S307 - our own print of a literal list
+        [(pid, kind)] = json.loads(line.removeprefix("SAMPLED "))
         self.assertEqual(kind, "other")
         with db_cursor(db) as cr:
             cr.execute("SELECT process_kind, trigger FROM memory_snapshot WHERE pid = %s", [pid])

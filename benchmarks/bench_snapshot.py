@@ -50,7 +50,7 @@ def setup_odoo(odoo_src):
         own = tempfile.mkdtemp(prefix="bench_snapshot_addons_")
         os.symlink(ADDON_DIR, Path(own) / "memory_hygiene")
     addons = ",".join([f"{odoo_src}/addons", f"{odoo_src}/odoo/addons", own, str(ADDON_DIR / "test_addons")])
-    config.parse_config(["--addons-path", addons, "--log-level=warn"])
+    config.parse_config(["--addons-path", addons, "--log-level=warn", "--http-interface=127.0.0.1"])
     from odoo.modules.module import initialize_sys_path
 
     initialize_sys_path()
@@ -134,17 +134,17 @@ def main():
 
     from odoo.addons.memory_hygiene import compat
     from odoo.addons.memory_hygiene.core import sampler
+    from odoo.addons.memory_hygiene.models import memory_snapshot
     from odoo.addons.memory_hygiene.tests import harness
 
     series = compat.SERIES
     without_db = harness.server_database(("base_setup", "mail"), name=f"{args.prefix}_without_{series[:2]}")
     with_db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_with_{series[:2]}")
     rates = {(db, path): [] for db in (without_db, with_db) for path in ROUTES}
-    throttle = sampler.Throttle()
-    throttle.reschedule(300)
+    memory_snapshot.SELF_SAMPLE_THROTTLE.reschedule(300)
     costs = {
         "a request when no sample is due (the check in _post_dispatch)": micros(
-            lambda: compat.in_test_mode() or not throttle.due(), 100, batch=1000
+            memory_snapshot.self_sample_due, 100, batch=1000
         ),
         "one sample of this process (psutil)": micros(lambda: sampler.sample(psutil.Process()), 200),
         "one sample of this process, with USS (smaps)": micros(

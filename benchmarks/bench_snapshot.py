@@ -125,9 +125,11 @@ def main():
     parser.add_argument("--requests", type=int, default=200, help="requests per burst")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=10, help="bursts per server and route")
+    parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated routes to load")
     parser.add_argument("--raw", action="store_true", help="also print every burst")
     parser.add_argument("--prefix", default="bench_snapshot", help="prefix of the two databases")
     args = parser.parse_args()
+    routes = args.routes.split(",")
     setup_odoo(args.odoo)
 
     import psutil
@@ -140,7 +142,7 @@ def main():
     series = compat.SERIES
     without_db = harness.server_database(("base_setup", "mail"), name=f"{args.prefix}_without_{series[:2]}")
     with_db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_with_{series[:2]}")
-    rates = {(db, path): [] for db in (without_db, with_db) for path in ROUTES}
+    rates = {(db, path): [] for db in (without_db, with_db) for path in routes}
     memory_snapshot.SELF_SAMPLE_THROTTLE.reschedule(300)
     costs = {
         "a request when no sample is due (the check in _post_dispatch)": micros(
@@ -157,10 +159,10 @@ def main():
             harness.OdooServer(with_db, workers=2, max_cron_threads=1) as with_,
         ):
             for server in (without, with_):
-                for path in ROUTES:
+                for path in routes:
                     load(server, path, 100, args.concurrency)  # warm-up: registry, assets, first sample
             for burst in range(args.repeat):
-                for path in ROUTES:
+                for path in routes:
                     for server in (without, with_) if burst % 2 == 0 else (with_, without):
                         rates[server.db, path].append(load(server, path, args.requests, args.concurrency))
             root = with_.process.pid
@@ -184,7 +186,7 @@ def main():
         "| server CPU per request without / with (ms) | target >= 97 % |"
     )
     print("|---|---:|---:|---:|---:|---|")
-    for path in ROUTES:
+    for path in routes:
         without, with_ = rates[without_db, path], rates[with_db, path]
         # Bursts i of both servers ran one after the other: their ratio cancels the
         # drift of a machine that is busy with other things.

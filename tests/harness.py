@@ -133,6 +133,8 @@ def server_database(modules=DEFAULT_MODULES, name=None):
                 )
                 installed = {row[0] for row in cr.fetchall()}
         if done.returncode or installed != set(modules):
+            del _DATABASES[modules]  # the next call tries again
+            _drop_database(name)
             raise RuntimeError(
                 f"Installing {modules} in {name} failed (exit code {done.returncode}, installed: "
                 f"{sorted(installed)}):\n{_tail(logfile)}\n{done.stderr.decode(errors='replace')[-3000:]}"

@@ -119,3 +119,14 @@ def find_record(text, pid, logger, marker):
         if rec_pid == pid and rec_logger == logger and marker in message:
             return message
     return None
+
+
+def live_greenlets():
+    """The live greenlets of this process (the gevent process), as ``dumpstacks`` lists them."""
+    try:
+        from greenlet import greenlet
+    except ImportError:
+        return []
+    import gc
+
+    return [obj for obj in gc.get_objects() if isinstance(obj, greenlet) and obj]

@@ -1,1 +1,2 @@
 from . import test_settings
+from . import test_diagnostics

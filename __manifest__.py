@@ -21,6 +21,9 @@
         "views/memory_diagnostics_views.xml",
         "views/res_config_settings_views.xml",
     ],
+    "assets": {
+        "web.assets_tests": ["memory_hygiene/static/src/js/tours/*.js"],
+    },
     "installable": True,
     "application": False,
 }

@@ -42,7 +42,8 @@ class MemoryDiagnostics(models.TransientModel):
     )
     root_pid = fields.Integer(string="Server root pid", readonly=True)
     worker_pid = fields.Integer(string="Answered by pid", readonly=True)
-    worker_kind = fields.Char(string="Answered by", readonly=True)
+    worker_kind = fields.Char(string="Answered by kind", readonly=True)
+    answered_by = fields.Char(compute="_compute_answered_by", help="The process that built this page.")
     cpu_count = fields.Integer(string="CPUs", readonly=True)
     ram_mb = fields.Float(string="RAM (MiB)", digits=(16, 0), readonly=True)
     limit_memory_soft_mb = fields.Float(string="Soft limit (MiB)", digits=(16, 0), readonly=True)
@@ -306,6 +307,16 @@ class MemoryDiagnostics(models.TransientModel):
     def action_tracemalloc_stop(self):
         self._check_admin()
         self._show(self.env._("tracemalloc: stop"), heap.TRACER.stop())
+
+    @api.depends("worker_pid", "worker_kind")
+    def _compute_answered_by(self):
+        for page in self:
+            page.answered_by = f"pid {page.worker_pid} ({page.worker_kind})" if page.worker_pid else False
+
+    @api.depends("host")
+    def _compute_display_name(self):
+        for page in self:
+            page.display_name = self.env._("Diagnostics of %(host)s", host=page.host or "?")
 
     @api.depends_context("uid")
     def _compute_tracemalloc_state(self):

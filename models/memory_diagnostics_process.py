@@ -33,10 +33,10 @@ class MemoryDiagnosticsProcess(models.TransientModel):
     kind = fields.Selection(
         [
             (proctree.MASTER, "Master"),
-            (proctree.HTTP, "HTTP worker"),
-            (proctree.CRON, "Cron worker"),
-            (proctree.GEVENT, "Gevent (websocket)"),
-            (proctree.THREADED, "Threaded server"),
+            (proctree.HTTP, "HTTP"),
+            (proctree.CRON, "Cron"),
+            (proctree.GEVENT, "Gevent"),
+            (proctree.THREADED, "Threaded"),
             (proctree.WORKER, "Worker"),
             (proctree.OTHER, "Other"),
         ],
@@ -70,7 +70,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):
     above_warn = fields.Boolean(
         string="Above warn share", readonly=True, help="Above the settings' warn share of its soft limit."
     )
-    requests = fields.Char(string="Requests served", readonly=True, help="Known for the worker that answers.")
+    requests = fields.Char(string="Requests", readonly=True, help="Known for the worker that answers.")
 
     def _values_from(self, page, fig, warn_share):
         order = {kind: index for index, kind in enumerate(proctree.KINDS)}

@@ -39,8 +39,8 @@ class BatchCase(TransactionCase):
 
     def cron_env_record(self, cron):
         """The test model as a scheduled run of ``cron`` sees it (context and progress)."""
-        cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
-        return self.Record.with_context(cron.env.context), progress
+        _cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
+        return self.Record.with_context(cron_id=cron.id, ir_cron_progress_id=progress.id), progress
 
     def run_cron_job(self, cron):
         """Run ``cron`` through Odoo's own job machinery (``ir.cron._process_job``).

@@ -16,7 +16,7 @@ _logger = logging.getLogger(__name__)
 MIB = heap.MIB
 
 
-class MemoryDiagnostics(models.TransientModel):
+class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-models
     """Settings > Technical > Memory Hygiene > Diagnostics: one page per visit.
 
     What ``kill -QUIT`` and ``kill -USR1`` give, and more, without a shell on the
@@ -24,6 +24,8 @@ class MemoryDiagnostics(models.TransientModel):
     (stacks, ORM caches, heap, gc, tracemalloc), the config advisor and
     PostgreSQL's memory pressure. The logic lives in ``core``; the lines are
     transient records of their own models, rebuilt by :meth:`action_refresh`.
+    They live in ``models/`` with the rest (one model per file, as in
+    ``database_cleanup``), hence the pylint-odoo ``no-wizard-in-models`` disables.
     """
 
     _name = "memory.diagnostics"

@@ -3,7 +3,7 @@ from odoo import fields, models
 from ..core import advisor
 
 
-class MemoryDiagnosticsFinding(models.TransientModel):
+class MemoryDiagnosticsFinding(models.TransientModel):  # pylint: disable=no-wizard-in-models
     """One finding of the config advisor: what is wrong (or fine), and what to change."""
 
     _name = "memory.diagnostics.finding"

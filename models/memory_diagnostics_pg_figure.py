@@ -1,7 +1,7 @@
 from odoo import fields, models
 
 
-class MemoryDiagnosticsPgFigure(models.TransientModel):
+class MemoryDiagnosticsPgFigure(models.TransientModel):  # pylint: disable=no-wizard-in-models
     """A figure of PostgreSQL's memory pressure: sessions by state, temp files, a memory setting."""
 
     _name = "memory.diagnostics.pg.figure"

@@ -8,7 +8,7 @@ from ..core import pgpressure
 _logger = logging.getLogger(__name__)
 
 
-class MemoryDiagnosticsPgQuery(models.TransientModel):
+class MemoryDiagnosticsPgQuery(models.TransientModel):  # pylint: disable=no-wizard-in-models
     """A query of this database active for longer than the threshold; it can be cancelled."""
 
     _name = "memory.diagnostics.pg.query"

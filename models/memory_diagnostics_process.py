@@ -20,7 +20,7 @@ _ANSWERS = {
 }
 
 
-class MemoryDiagnosticsProcess(models.TransientModel):
+class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wizard-in-models
     """One Odoo process of this host's server, with what ``ps`` and Odoo's limits say about it."""
 
     _name = "memory.diagnostics.process"
@@ -70,7 +70,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):
     above_warn = fields.Boolean(
         string="Above warn share", readonly=True, help="Above the settings' warn share of its soft limit."
     )
-    requests = fields.Char(string="Requests", readonly=True, help="Known for the worker that answers.")
+    requests = fields.Char(readonly=True, help="Known for the worker that answers.")
 
     def _values_from(self, page, fig, warn_share):
         order = {kind: index for index, kind in enumerate(proctree.KINDS)}

@@ -8,9 +8,10 @@
     "author": "memory_hygiene developers",
     "license": "LGPL-3",
     "depends": ["base_setup", "mail"],
-    "external_dependencies": {"python": ["psutil", "pympler", "requests"]},
+    "external_dependencies": {"python": ["psutil", "pympler", "requests", "prometheus_client"]},
     "data": [
         "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
         "views/menus.xml",
         "views/memory_batch_position_views.xml",
         "views/memory_diagnostics_process_views.xml",
@@ -18,6 +19,7 @@
         "views/memory_diagnostics_pg_figure_views.xml",
         "views/memory_diagnostics_pg_query_views.xml",
         "views/memory_diagnostics_views.xml",
+        "views/memory_snapshot_views.xml",
         "views/res_config_settings_views.xml",
     ],
     "assets": {

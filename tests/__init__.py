@@ -4,3 +4,4 @@ from . import test_tour
 from . import test_harness
 from . import test_memory_snapshot
 from . import test_endpoints
+from . import test_diagnostics_server

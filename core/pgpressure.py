@@ -15,6 +15,9 @@ LONG_QUERY_LIMIT = 20
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_connections", "effective_cache_size")
 
+#: The statistics views are read once per transaction and then cached: start from fresh figures.
+CLEAR_SNAPSHOT = "SELECT pg_stat_clear_snapshot()"
+
 SESSIONS_BY_STATE = """
     SELECT coalesce(state, 'unknown') AS state, count(*) AS sessions
       FROM pg_stat_activity
@@ -23,10 +26,11 @@ SESSIONS_BY_STATE = """
   ORDER BY count(*) DESC, state
 """
 
+# clock_timestamp(), not now(): now() is the start of the page's own transaction.
 LONG_QUERIES = """
     SELECT pid,
            usename,
-           extract(epoch FROM now() - query_start) AS runtime,
+           extract(epoch FROM clock_timestamp() - query_start) AS runtime,
            wait_event_type,
            wait_event,
            left(query, 200) AS query
@@ -34,7 +38,7 @@ LONG_QUERIES = """
      WHERE state = 'active'
        AND datname = current_database()
        AND pid <> pg_backend_pid()
-       AND now() - query_start > make_interval(secs => %s)
+       AND clock_timestamp() - query_start > make_interval(secs => %s)
   ORDER BY runtime DESC
      LIMIT %s
 """

@@ -2,6 +2,7 @@ import logging
 import os
 import socket
 import sys
+from datetime import datetime, timezone
 
 import psutil
 
@@ -143,12 +144,41 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             described = procinfo.describe(proc, kind, soft_limit=0 if kind == proctree.MASTER else soft)
             if described:
                 if proc.pid == os.getpid() and worker is not None:
-                    described["requests"] = worker.request_count
+                    described["requests"] = str(worker.request_count)
                 figures.append(described)
+        self._requests_from_snapshots(figures)
         self.env["memory.diagnostics.process"].create(
             [self.env["memory.diagnostics.process"]._values_from(self, fig, warn_share) for fig in figures]
         )
         return figures
+
+    def _requests_from_snapshots(self, figures):
+        """Requests served by the other workers, as their latest snapshot (memory.snapshot) says."""
+        others = [fig for fig in figures if fig.get("requests") is None]
+        if not others:
+            return
+        oldest = min(fig["started"] for fig in others)
+        rows = self.env["memory.snapshot"].search_read(
+            [
+                ("host", "=", socket.gethostname()),
+                ("pid", "in", [fig["pid"] for fig in others]),
+                ("requests_count", ">", 0),
+                ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
+            ],
+            ["pid", "date", "requests_count"],
+            order="date desc",
+        )
+        now = fields.Datetime.now()
+        for fig in others:
+            started = datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None)
+            # The latest snapshot taken since this very process started (a pid can be reused).
+            row = next((r for r in rows if r["pid"] == fig["pid"] and r["date"] >= started), None)
+            if row:
+                fig["requests"] = self.env._(
+                    "%(count)s (snapshot %(age)s ago)",
+                    count=row["requests_count"],
+                    age=procinfo.age_text((now - row["date"]).total_seconds()),
+                )
 
     def _refresh_findings(self, options, figures):
         self.finding_ids.unlink()
@@ -175,6 +205,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self.env["memory.diagnostics.pg.figure"].search([("diagnostics_id", "=", self.id)]).unlink()
         cr = self.env.cr
         figures = []
+        cr.execute(pgpressure.CLEAR_SNAPSHOT)
         cr.execute(pgpressure.SESSIONS_BY_STATE)
         active = 0
         for state, count in cr.fetchall():

@@ -38,7 +38,7 @@ class MemoryDiagnosticsPgQuery(models.TransientModel):  # pylint: disable=no-wiz
                     pid=self.backend_pid,
                 )
             )
-        _logger.warning(
+        _logger.info(
             "Cancelling the query of PostgreSQL backend %s (state %s), asked by %s: %s",
             self.backend_pid,
             row[1],

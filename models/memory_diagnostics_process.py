@@ -70,7 +70,9 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     above_warn = fields.Boolean(
         string="Above warn share", readonly=True, help="Above the settings' warn share of its soft limit."
     )
-    requests = fields.Char(readonly=True, help="Known for the worker that answers.")
+    requests = fields.Char(
+        readonly=True, help="Known for the worker that answers, and from the latest snapshot of the others."
+    )
 
     def _values_from(self, page, fig, warn_share):
         order = {kind: index for index, kind in enumerate(proctree.KINDS)}
@@ -91,7 +93,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "cpu_seconds": fig["cpu_seconds"],
             "started_at": datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None),
             "age": procinfo.age_text(fig["age"]),
-            "requests": str(fig["requests"]) if fig.get("requests") is not None else False,
+            "requests": fig.get("requests") or False,
         }
 
     # ------------------------------------------------------------------

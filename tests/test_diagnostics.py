@@ -4,8 +4,14 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from unittest.mock import patch
 
+import psycopg2
+import psycopg2.errors
+
+import odoo
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
@@ -133,9 +139,63 @@ class TestDiagnostics(TransactionCase):
         page.action_refresh()
         self.assertEqual(len(page.process_ids.filtered("is_current")), 1, "lines are rebuilt, not added")
 
+    def test_requests_served_from_the_latest_snapshot(self):
+        page = self.open_page()
+        current = page.process_ids.filtered("is_current")
+        if current.requests:
+            self.skipTest("this process counts its own requests (a prefork worker)")
+        # Snapshots are written by the sampler, never by users.
+        self.env["memory.snapshot"].sudo().create(
+            {
+                "host": page.host,
+                "pid": os.getpid(),
+                "process_kind": current.kind,
+                "trigger": "request",
+                "requests_count": 12,
+            }
+        )
+        page.action_refresh()
+        self.assertRegex(page.process_ids.filtered("is_current").requests, r"^12 \(snapshot .* ago\)$")
+
     def test_long_query_of_this_database_is_listed_and_cancelled(self):
         page = self.open_page()
-        # No second connection in a test: a fake long query of another backend must be refused.
+        # A slow query of this database, on a connection of its own (not the test's cursor).
+        _name, params_ = odoo.sql_db.connection_info_for(self.env.cr.dbname)
+        connection = psycopg2.connect(**params_)
+        self.addCleanup(connection.close)
+        outcome = {}
+
+        def slow_query():
+            try:
+                with connection.cursor() as cr:
+                    cr.execute("SELECT pg_sleep(30) /* memory_hygiene test */")
+                outcome["done"] = True
+            except psycopg2.errors.QueryCanceled as exc:
+                outcome["cancelled"] = str(exc)
+
+        thread = threading.Thread(target=slow_query)
+        thread.start()
+        self.addCleanup(thread.join, 40)
+        backend = connection.info.backend_pid
+        page.long_query_seconds = 0
+        deadline = time.monotonic() + 10
+        while (
+            not page.pg_query_ids.filtered(lambda q: q.backend_pid == backend) and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+            page.action_refresh_postgres()
+        line = page.pg_query_ids.filtered(lambda q: q.backend_pid == backend)
+        self.assertTrue(line, "the slow query is listed")
+        self.assertIn("pg_sleep(30)", line.query)
+        line.action_cancel()
+        thread.join(10)
+        self.assertIn("cancelled", outcome, "pg_cancel_backend stopped it")
+        self.assertTrue(line.cancelled)
+        self.assertIn("pg_cancel_backend", page.output)
+        self.assertFalse(connection.closed, "cancelled, never terminated: the session is still there")
+
+    def test_cancel_refuses_other_backends(self):
+        page = self.open_page()
         query = (
             self.env["memory.diagnostics.pg.query"]
             .with_user(self.admin)
@@ -144,8 +204,7 @@ class TestDiagnostics(TransactionCase):
         with self.assertRaisesRegex(UserError, "runs no query of this database"):
             query.action_cancel()
         self.env.cr.execute("SELECT pg_backend_pid()")
-        own = self.env.cr.fetchone()[0]
-        query.backend_pid = own
+        query.backend_pid = self.env.cr.fetchone()[0]
         with self.assertRaisesRegex(UserError, "runs no query of this database"):
             query.action_cancel()  # never this page's own backend
 

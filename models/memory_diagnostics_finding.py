@@ -22,5 +22,5 @@ class MemoryDiagnosticsFinding(models.TransientModel):  # pylint: disable=no-wiz
         readonly=True,
     )
     code = fields.Char(readonly=True)
-    title = fields.Char(string="Finding", readonly=True)
+    title = fields.Text(string="Finding", readonly=True)  # Text: wraps in the list, Char would be cut
     advice = fields.Text(string="What to change", readonly=True)

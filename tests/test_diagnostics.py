@@ -6,8 +6,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from unittest.mock import patch
+from unittest.mock import Mock, patch
 
+import psutil
 import psycopg2
 import psycopg2.errors
 
@@ -207,6 +208,41 @@ class TestDiagnostics(TransactionCase):
         query.backend_pid = self.env.cr.fetchone()[0]
         with self.assertRaisesRegex(UserError, "runs no query of this database"):
             query.action_cancel()  # never this page's own backend
+
+    def test_config_advisor_flags_a_bad_configuration_and_passes_a_sound_one(self):
+        gib = 1024**3
+        vms = psutil.Process().memory_info().vms
+        soft = max(4 * gib, 2 * vms)  # above what this process already takes in virtual size
+        sound = {
+            "workers": 5,
+            "max_cron_threads": 1,
+            "limit_memory_soft": soft,
+            "limit_memory_hard": int(soft * 1.25),
+            "limit_memory_soft_gevent": None,
+            "limit_memory_hard_gevent": None,
+            "limit_time_cpu": 60,
+            "limit_time_real": 120,
+            "limit_time_real_cron": -1,
+            "limit_request": 65536,
+            "proxy_mode": True,
+        }
+        # Hard below soft, and 61 processes x (hard - the live vms-rss gap, at most vms) > 16 x soft of RAM.
+        bad = dict(sound, workers=60, limit_memory_hard=int(soft * 0.9))
+        host = {"cpu_count": lambda *a, **kw: 4, "virtual_memory": lambda: Mock(total=16 * soft)}
+        page = self.open_page()
+        with patch.multiple(psutil, **host):
+            with patch.object(compat, "server_options", return_value=bad):
+                page.action_refresh()
+            critical = set(page.finding_ids.filtered(lambda f: f.level == "critical").mapped("code"))
+            self.assertEqual(critical, {"hard_not_above_soft", "hard_vs_ram"})
+            self.assertIn("workers_vs_cpu", page.finding_ids.mapped("code"))
+            self.assertEqual(page.finding_ids[0].level, "critical", "worst first")
+            with patch.object(compat, "server_options", return_value=sound):
+                page.action_refresh()
+        levels = set(page.finding_ids.mapped("level"))
+        self.assertNotIn("critical", levels)
+        self.assertNotIn("warning", levels)
+        self.assertIn("ok", levels)
 
     # ------------------------------------------------------------------
     # This worker

@@ -351,8 +351,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         for page in self:
             page.display_name = self.env._("Diagnostics of %(host)s", host=page.host or "?")
 
-    @api.depends_context("uid")
     def _compute_tracemalloc_state(self):
+        # The state of the process that reads the page: no stored dependency.
         if heap.TRACER.tracing:
             state = self.env._("tracing in pid %(pid)s", pid=os.getpid())
         else:

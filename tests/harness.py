@@ -38,6 +38,7 @@ from contextlib import closing, contextmanager
 
 import psutil
 import psycopg2
+import psycopg2.sql
 import requests
 
 import odoo
@@ -244,8 +245,8 @@ class OdooServer:
             try:
                 if requests.get(self.url("/web/login"), timeout=10).status_code == 200:
                     return self
-            except requests.RequestException:
-                pass
+            except requests.RequestException as exc:
+                _logger.debug("odoo-bin does not answer yet: %s", exc)
             if time.monotonic() > deadline:
                 self._fail(f"odoo-bin did not serve /web/login within {timeout} s")
             time.sleep(0.5)
@@ -254,8 +255,7 @@ class OdooServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def get(self, path, **kw):
-        kw.setdefault("timeout", 60)
-        return requests.get(self.url(path), **kw)
+        return requests.get(self.url(path), timeout=kw.pop("timeout", 60), **kw)
 
     def pids(self):
         """``{kind: [pid, ...]}`` of the server's processes, read from the real process tree."""
@@ -302,8 +302,8 @@ class OdooServer:
                 for child in leftovers:
                     try:
                         child.kill()  # psutil checks that the pid was not reused
-                    except psutil.Error:
-                        pass
+                    except psutil.Error as exc:
+                        _logger.debug("leftover %s already gone: %s", child.pid, exc)
                 wait_until(lambda: not any(_alive(c) for c in leftovers), 10, 0.1, "leftover processes gone")
         finally:
             self._final_log = self.log() + _tail(os.path.join(self._workdir, "console.log"), 50)
@@ -340,8 +340,8 @@ def _alive(proc):
 def _signal_group(pgid, sig):
     try:
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    except (ProcessLookupError, PermissionError) as exc:
+        _logger.debug("process group %s: %s", pgid, exc)
 
 
 def _tail(path, lines=80):
@@ -360,7 +360,7 @@ def _drop_database(name):
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             [name],
         )
-        cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cr.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg2.sql.Identifier(name)))
     shutil.rmtree(config.filestore(name), ignore_errors=True)
 
 

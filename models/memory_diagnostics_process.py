@@ -14,9 +14,11 @@ _logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 #: Where each signal's answer appears in the server log: (logger, marker, seconds to wait for it).
+# (logger, first line, seconds to wait): a loaded host can take a while to
+# schedule the signalled process; past the wait the page says where to look.
 _ANSWERS = {
-    signals.STACKS: ("odoo.tools.misc", "# Thread:", 5.0),
-    signals.ORM_STATS: ("odoo.tools.cache", "Caches stats:", 15.0),
+    signals.STACKS: ("odoo.tools.misc", "# Thread:", 15.0),
+    signals.ORM_STATS: ("odoo.tools.cache", "Caches stats:", 30.0),
 }
 
 

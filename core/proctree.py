@@ -84,7 +84,10 @@ def own_kind(mode, master_pid=None):
         if os.getpid() == master_pid:
             return MASTER
         worker = current_worker()
-        return _TITLE_KINDS.get(type(worker).__name__, WORKER) if worker else WORKER
+        if worker:
+            return _TITLE_KINDS.get(type(worker).__name__, WORKER)
+        # The gevent process a prefork master spawns runs ``odoo-bin gevent ...``.
+        return GEVENT if "gevent" in sys.argv[1:] else WORKER
     if mode == "threaded":
         return THREADED
     if mode == "gevent":

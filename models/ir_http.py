@@ -19,15 +19,15 @@ class IrHttp(models.AbstractModel):
         super()._post_dispatch(response)
         # An HTTP worker samples itself after its first request, then at most once
         # per interval: the check is a clock comparison; the sample runs once the
-        # response is sent, in its own transaction (never under the test runner,
-        # whose single cursor must not be shared).
+        # response is sent, in its own transaction.
         try:
-            throttle = memory_snapshot.SELF_SAMPLE_THROTTLE
-            if compat.in_test_mode() or not throttle.due():
+            if not memory_snapshot.self_sample_due():
                 return
             # The sampling interval is read by whoever's request is observed.
             icp = request.env["ir.config_parameter"].sudo()
-            throttle.reschedule(params.read(icp.get_param, params.SNAPSHOT_INTERVAL) * 60)
+            memory_snapshot.SELF_SAMPLE_THROTTLE.reschedule(
+                params.read(icp.get_param, params.SNAPSHOT_INTERVAL) * 60
+            )
             extra = {"record_cache_size": compat.record_cache_size(request.env)}
             response.call_on_close(functools.partial(memory_snapshot.sample_after_request, request.db, extra))
         except Exception:

@@ -302,6 +302,14 @@ class MemorySnapshot(models.Model):
         return params.read(self.env["ir.config_parameter"].sudo().get_param, key)
 
 
+def self_sample_due():
+    """Whether this HTTP worker samples itself after the current request (the per-request check).
+
+    Never under the test runner, whose single cursor must not be shared.
+    """
+    return SELF_SAMPLE_THROTTLE.due() and not compat.in_test_mode()
+
+
 def sample_after_request(dbname, extra):
     """Sample this worker in a short transaction of its own, once the response is sent.
 
@@ -309,6 +317,10 @@ def sample_after_request(dbname, extra):
     not affected.
     """
     try:
+        worker = proctree.current_worker()
+        if worker is not None:
+            # Odoo counts a request once it is closed, after this callback.
+            extra = {**extra, "requests_count": worker.request_count + 1}
         with Registry(dbname).cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             env["memory.snapshot"]._sample_self("request", extra)

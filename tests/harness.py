@@ -133,6 +133,8 @@ def server_database(modules=DEFAULT_MODULES, name=None):
                 )
                 installed = {row[0] for row in cr.fetchall()}
         if done.returncode or installed != set(modules):
+            del _DATABASES[modules]  # the next call tries again
+            _drop_database(name)
             raise RuntimeError(
                 f"Installing {modules} in {name} failed (exit code {done.returncode}, installed: "
                 f"{sorted(installed)}):\n{_tail(logfile)}\n{done.stderr.decode(errors='replace')[-3000:]}"
@@ -197,7 +199,8 @@ class OdooServer:
         return os.path.join(self._workdir, "odoo.log")
 
     def start(self, timeout=90):
-        """Launch the server and wait until GET /web/login answers 200."""
+        """Launch the server and wait until GET /web/login answers 200 (and, with workers,
+        until the gevent process listens)."""
         if self.process is not None:
             raise RuntimeError("This server is already started.")
         self._workdir = tempfile.mkdtemp(prefix="memory_hygiene_server_")
@@ -239,17 +242,28 @@ class OdooServer:
             "Started odoo-bin (pid %s) on %s, logging to %s", self.process.pid, self.url("/"), self.logfile
         )
         deadline = time.monotonic() + timeout
+        serving = False
         while True:
             if self.process.poll() is not None:
                 self._fail(f"odoo-bin exited with code {self.process.returncode} before serving")
             try:
-                if requests.get(self.url("/web/login"), timeout=10).status_code == 200:
+                serving = serving or requests.get(self.url("/web/login"), timeout=10).status_code == 200
+                if serving and (not self.workers or self._gevent_listens()):
                     return self
             except requests.RequestException as exc:
                 _logger.debug("odoo-bin does not answer yet: %s", exc)
             if time.monotonic() > deadline:
-                self._fail(f"odoo-bin did not serve /web/login within {timeout} s")
+                what = "the gevent port" if serving else "/web/login"
+                self._fail(f"odoo-bin did not serve {what} within {timeout} s")
             time.sleep(0.5)
+
+    def _gevent_listens(self):
+        """The gevent process (spawned by the prefork master after it serves) accepts connections."""
+        try:
+            socket.create_connection(("127.0.0.1", self.gevent_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"

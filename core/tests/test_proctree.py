@@ -53,3 +53,10 @@ def test_current_worker_outside_a_worker_is_none():
     assert proctree.current_worker() is None
     assert proctree.own_kind("other") == "other"
     assert proctree.own_kind("prefork", master_pid=os.getpid()) == "master"
+
+
+def test_own_kind_of_the_gevent_process_of_a_prefork_server(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["odoo-bin", "gevent", "-c", "odoo.conf"])
+    assert proctree.own_kind("prefork", master_pid=1) == "gevent"
+    monkeypatch.setattr("sys.argv", ["odoo-bin", "-c", "odoo.conf"])
+    assert proctree.own_kind("prefork", master_pid=1) == "worker"

@@ -103,12 +103,15 @@ class TestRealServer(TransactionCase):
             lambda: (
                 {row[0] for row in self.query("SELECT pid FROM memory_snapshot WHERE trigger = 'request'")}
                 >= http_pids
-                and self.query("SELECT pid, process_kind FROM memory_snapshot WHERE trigger = 'request'")
+                and self.query(
+                    "SELECT pid, process_kind, requests_count FROM memory_snapshot WHERE trigger = 'request'"
+                )
             ),
             60,
             message="HTTP workers sampling themselves after a request",
         )
-        self.assertEqual({kind for _pid, kind in sampled}, {"http"})
+        self.assertEqual({kind for _pid, kind, _count in sampled}, {"http"})
+        self.assertTrue(all(count >= 1 for _pid, _kind, count in sampled), "the request just served counts")
 
         round_ = self.run_cron_round()
         pids = self.server.pids()

@@ -3,6 +3,7 @@
 The rest of the addon calls these helpers and never tests the version itself.
 """
 
+import contextlib
 import os
 import sys
 
@@ -92,3 +93,82 @@ def server_info():
             pass
         return {"mode": "gevent", "root_pid": os.getpid()}
     return {"mode": "other", "root_pid": os.getpid()}
+
+
+#: 18.0's "Run Manually" (``method_direct_trigger``) runs the server action
+#: itself, without ``ir.cron._callback``; 19.0's goes through ``_process_job``,
+#: ``_run_job`` and ``_callback`` like a scheduled run.
+RUN_MANUALLY_SKIPS_CALLBACK = MAJOR < 19
+
+#: The most records an ``@api.autovacuum`` method removes in one call.
+GC_UNLINK_LIMIT = 100_000
+
+
+def is_test_cursor(cr):
+    """True for the test runner's cursor proxies (savepoints of the test's transaction)."""
+    if MAJOR >= 19:
+        from odoo.tests.test_cursor import TestCursor
+    else:
+        from odoo.sql_db import TestCursor
+    return isinstance(cr, TestCursor)
+
+
+@contextlib.contextmanager
+def independent_cursor(env):
+    """A cursor whose work is committed whatever happens to ``env.cr``'s transaction.
+
+    Normally a new cursor of the registry: its own transaction, committed when
+    the block ends. Under the test runner, ``cr.commit()`` must never reach the
+    database: with the registry in test mode (``run_cron_job``, HttpCase) the
+    registry's cursor is a test cursor, a savepoint of the test's transaction
+    that survives a rollback of the job's own test cursor; without it, a real
+    new transaction would escape the test's rollback (and wait on rows the test
+    has not committed), so the block runs in a savepoint of ``env.cr`` instead.
+    """
+    cr = env.registry.cursor()
+    if in_test_mode() and not is_test_cursor(cr):
+        cr.close()
+        with env.cr.savepoint(flush=False):
+            yield env.cr
+        return
+    with cr:
+        yield cr
+
+
+def record_cache_size(env):
+    """How many field values the record cache of ``env``'s transaction holds.
+
+    18.0 keeps it in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
+    both key it by field, and a context-dependent field by context key first.
+    """
+    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
+    depends_context = env.registry.field_depends_context
+    size = 0
+    for field, field_cache in list(data.items()):
+        if field in depends_context:
+            size += sum(len(sub) for sub in list(field_cache.values()) if isinstance(sub, dict))
+        else:
+            size += len(field_cache)
+    return size
+
+
+def autovacuum_result(env, done, more_left):
+    """What an ``@api.autovacuum`` method returns after removing ``done`` records.
+
+    19.0 calls the method again in the same run when it says more is left;
+    18.0 calls every method once per run, so the autovacuum job is triggered again.
+    """
+    if MAJOR >= 19:
+        return done, more_left
+    if more_left:
+        env.ref("base.autovacuum_job")._trigger()
+    return done
+
+
+def group_users(group):
+    """Every user in ``group``, implied memberships included.
+
+    18.0 writes implied groups into each user's groups (``users``); 19.0 keeps
+    explicit members in ``user_ids`` and all of them in ``all_user_ids``.
+    """
+    return group.all_user_ids if MAJOR >= 19 else group.users

@@ -1,2 +1,3 @@
 from . import test_batch_mixin
 from . import test_batch_cron
+from . import test_leak_profiler

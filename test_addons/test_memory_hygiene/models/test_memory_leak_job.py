@@ -1,0 +1,37 @@
+import tracemalloc
+
+from odoo import api, models
+
+MIB = 1024 * 1024
+
+#: What the leaking job keeps, run after run: module-level state, the
+#: memory-leak article's culprit. Tests empty it when they are done.
+LEAK = []
+#: ``tracemalloc.is_tracing()`` as each run of the probe job saw it.
+TRACING_SEEN = []
+
+
+class TestMemoryLeakJob(models.AbstractModel):
+    """Scheduled-action bodies with known memory behaviour, for the profiler's tests."""
+
+    _name = "test.memory.leak.job"
+    _description = "Memory Hygiene test jobs"
+
+    @api.model
+    def _job_leak(self):
+        LEAK.append(bytearray(MIB))  # the appending line: about 1 MiB kept per run
+
+    @api.model
+    def _job_churn(self):
+        chunks = [bytearray(MIB) for _ in range(8)]  # 8 MiB allocated, all freed on return
+        return len(chunks)
+
+    @api.model
+    def _job_fail(self):
+        self.env["ir.config_parameter"].sudo().set_param("test_memory_hygiene.fail_marker", "written")
+        raise ValueError("the test job fails")
+
+    @api.model
+    def _job_probe(self):
+        TRACING_SEEN.append(tracemalloc.is_tracing())
+        return self.env["res.users"].search([]).mapped("login")  # fills the record cache

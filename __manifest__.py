@@ -1,7 +1,6 @@
 {
     "name": "Memory Hygiene",
-    "summary": "Keep Odoo workers healthy in memory: batched crons, snapshots, "
-    "leak profiling, diagnostics",
+    "summary": "Keep Odoo workers healthy in memory: batched crons, snapshots, leak profiling, diagnostics",
     # One codebase serves 18.0 and 19.0: Odoo prefixes the running series itself.
     "version": "1.0.0",
     "category": "Extra Tools",

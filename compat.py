@@ -4,6 +4,7 @@ The rest of the addon calls these helpers and never tests the version itself.
 """
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -12,6 +13,8 @@ import psutil
 import odoo
 from odoo import release
 from odoo.tools import config, sql
+
+_logger = logging.getLogger(__name__)
 
 MAJOR = release.version_info[0]
 SERIES = release.series
@@ -90,7 +93,7 @@ def server_info():
             if sys.argv and sys.argv[0] in parent.cmdline():
                 return {"mode": "prefork", "root_pid": parent.pid}
         except psutil.Error:
-            pass
+            _logger.debug("parent of the gevent process is gone", exc_info=True)
         return {"mode": "gevent", "root_pid": os.getpid()}
     return {"mode": "other", "root_pid": os.getpid()}
 

@@ -109,7 +109,7 @@ class KeysetBatcher:
     :param start_after: resume after this id.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every collaborator is a plain callable, named
         self,
         fetch_ids,
         process,

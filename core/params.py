@@ -83,6 +83,7 @@ PARAMS = {
     )
 }
 
+
 class ParamError(ValueError):
     """A setting has a value that makes no sense; the message says what to fix."""
 

@@ -153,7 +153,8 @@ class MemoryBatchMixin(models.AbstractModel):
             # Stopped early to stay inside the worker's limits: a fresh run goes on.
             cron._trigger()
         if commit and (key or cron):
-            self.env.cr.commit()  # make the cleared position or the new trigger durable
+            # Make the cleared position or the new trigger durable (never under tests).
+            self.env.cr.commit()  # pylint: disable=invalid-commit
         _logger.info(
             "%s %s: %s after %s batches, %s processed, %s failed, %s remaining in %.1fs",
             self._name,
@@ -188,10 +189,19 @@ class MemoryBatchMixin(models.AbstractModel):
         if not callable(callback):
             raise UserError(self.env._("The batch callback must be callable, got %r.", callback))
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise UserError(self.env._("batch_size must be a whole number of at least 1, got %r.", batch_size))
+            raise UserError(
+                self.env._("batch_size must be a whole number of at least 1, got %r.", batch_size)
+            )
         for label, value in (("max_seconds", max_seconds), ("memory_limit_mb", memory_limit_mb)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-                raise UserError(self.env._("%(label)s must be a positive number or None, got %(value)r.",
-                                           label=label, value=value))
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise UserError(
+                    self.env._(
+                        "%(label)s must be a positive number or None, got %(value)r.",
+                        label=label,
+                        value=value,
+                    )
+                )
         if resume_key is not None and (not isinstance(resume_key, str) or not resume_key.strip()):
             raise UserError(self.env._("resume_key must be a non-empty string, got %r.", resume_key))

@@ -37,7 +37,8 @@ class ResConfigSettings(models.TransientModel):
         string="Batch memory share (%)",
         config_parameter=params.BATCH_MEMORY_SHARE,
         default=_default(params.BATCH_MEMORY_SHARE),
-        help="A batched cron stops after the batch in which the worker passed this share of limit_memory_soft.",
+        help="A batched cron stops after the batch in which the worker passed this share "
+        "of limit_memory_soft.",
     )
     memory_batch_time_share = fields.Float(
         string="Batch time share (%)",
@@ -134,9 +135,7 @@ class ResConfigSettings(models.TransientModel):
                 parsed = urlparse(url.strip())
                 if parsed.scheme not in ("http", "https") or not parsed.netloc:
                     raise ValidationError(
-                        self.env._(
-                            "The leak report webhook must be an http:// or https:// URL, got %r.", url
-                        )
+                        self.env._("The leak report webhook must be an http:// or https:// URL, got %r.", url)
                     )
 
     @api.model
@@ -152,13 +151,16 @@ class ResConfigSettings(models.TransientModel):
         return res
 
     def set_values(self):
-        super().set_values()
+        res = super().set_values()
         icp = self.env["ir.config_parameter"].sudo()  # settings are written by Settings admins only
         icp.set_param(
             params.PROFILE_UNTIL,
             fields.Datetime.to_string(self.memory_profile_until) if self.memory_profile_until else "",
         )
-        icp.set_param(params.REPORT_RECIPIENT_IDS, ",".join(str(i) for i in self.memory_report_recipient_ids.ids))
+        icp.set_param(
+            params.REPORT_RECIPIENT_IDS, ",".join(str(i) for i in self.memory_report_recipient_ids.ids)
+        )
+        return res
 
     def action_memory_rotate_token(self):
         """Generate a new endpoint token; the old one stops working at once."""

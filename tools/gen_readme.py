@@ -31,7 +31,14 @@ CREDITS = [("CONTRIBUTORS", "Contributors")]
 
 def md_to_rst(text):
     done = subprocess.run(
-        ["pandoc", "--from=gfm", "--to=rst", "--wrap=preserve", "--columns=110", "--shift-heading-level-by=1"],
+        [
+            "pandoc",
+            "--from=gfm",
+            "--to=rst",
+            "--wrap=preserve",
+            "--columns=110",
+            "--shift-heading-level-by=1",
+        ],
         input=text,
         capture_output=True,
         text=True,
@@ -85,7 +92,12 @@ def build_html(rst):
     html = publish_string(
         rst,
         writer_name="html5",
-        settings_overrides={"embed_stylesheet": False, "stylesheet_path": "", "report_level": 2, "halt_level": 2},
+        settings_overrides={
+            "embed_stylesheet": False,
+            "stylesheet_path": "",
+            "report_level": 2,
+            "halt_level": 2,
+        },
     )
     # Odoo warns about XML declarations in module descriptions since 17.0.
     return "\n".join(line for line in html.decode().splitlines() if not line.startswith("<?xml")) + "\n"
@@ -99,7 +111,9 @@ def main():
     html = build_html(rst)
     targets = {ROOT / "README.rst": rst, ROOT / "static" / "description" / "index.html": html}
     if args.check:
-        stale = [str(p.relative_to(ROOT)) for p, text in targets.items() if not p.exists() or p.read_text() != text]
+        stale = [
+            str(p.relative_to(ROOT)) for p, text in targets.items() if not p.exists() or p.read_text() != text
+        ]
         if stale:
             print("stale, run python tools/gen_readme.py:", ", ".join(stale))
             return 1

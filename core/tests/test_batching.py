@@ -105,7 +105,9 @@ def test_failed_attempt_is_rolled_back_alone():
         if 3 in ids:
             raise RuntimeError("boom")
 
-    result = KeysetBatcher(table.fetch, close, 4, isolate=Savepoints(table), on_failure=lambda i, e: None).run()
+    result = KeysetBatcher(
+        table.fetch, close, 4, isolate=Savepoints(table), on_failure=lambda i, e: None
+    ).run()
     assert result.failed_ids == [3]
     assert table.state[3] == "todo"
     assert all(table.state[i] == "done" for i in (1, 2, 4, 5, 6, 7, 8))
@@ -114,7 +116,9 @@ def test_failed_attempt_is_rolled_back_alone():
 def test_after_batch_runs_once_per_batch_with_the_position():
     table = Table(7)
     seen = []
-    KeysetBatcher(table.fetch, lambda ids: None, 3, after_batch=lambda r, ids: seen.append((r.last_id, ids))).run()
+    KeysetBatcher(
+        table.fetch, lambda ids: None, 3, after_batch=lambda r, ids: seen.append((r.last_id, ids))
+    ).run()
     assert seen == [(3, [1, 2, 3]), (6, [4, 5, 6]), (7, [7])]
 
 

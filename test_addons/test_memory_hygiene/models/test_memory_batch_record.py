@@ -26,7 +26,9 @@ class TestMemoryBatchRecord(models.Model):
     # in the domain, so only the saved position keeps the run from looping.
     @api.model
     def _cron_touch_todo(self, batch_size=5):
-        return self._batch_process([("state", "=", "todo")], lambda batch: batch._touch(), batch_size=batch_size)
+        return self._batch_process(
+            [("state", "=", "todo")], lambda batch: batch._touch(), batch_size=batch_size
+        )
 
     def _touch(self):
         for record in self:

@@ -39,8 +39,8 @@ class BatchCase(TransactionCase):
 
     def cron_env_record(self, cron):
         """The test model as a scheduled run of ``cron`` sees it (context and progress)."""
-        cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
-        return self.Record.with_context(cron.env.context), progress
+        _cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
+        return self.Record.with_context(cron_id=cron.id, ir_cron_progress_id=progress.id), progress
 
     def make_job_cron(self, method, **vals):
         """A scheduled action calling ``test.memory.leak.job.<method>()``, run as root (see make_cron)."""

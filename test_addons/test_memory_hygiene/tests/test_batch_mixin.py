@@ -179,7 +179,9 @@ class TestBatchMixin(BatchCase):
         self.make_records(9)
         env_class = type(self.env)
         with (
-            patch.object(env_class, "invalidate_all", autospec=True, side_effect=env_class.invalidate_all) as inv,
+            patch.object(
+                env_class, "invalidate_all", autospec=True, side_effect=env_class.invalidate_all
+            ) as inv,
             patch.object(gc, "collect", wraps=gc.collect) as collect,
         ):
             result = self.Record._batch_process([], lambda b: None, batch_size=3, gc_collect=True)
@@ -194,7 +196,9 @@ class TestBatchMixin(BatchCase):
         """Under the test runner a batch is a released savepoint (cr.commit raises here)."""
         records = self.make_records(6)
         self.assertTrue(compat.in_test_mode())
-        with patch.object(type(self.env.cr), "savepoint", autospec=True, side_effect=type(self.env.cr).savepoint) as sp:
+        with patch.object(
+            type(self.env.cr), "savepoint", autospec=True, side_effect=type(self.env.cr).savepoint
+        ) as sp:
             result = self.Record._batch_process([], lambda b: b.write({"state": "done"}), batch_size=2)
         self.assertEqual(result["batches"], 3)
         self.assertGreaterEqual(sp.call_count, 3)
@@ -223,7 +227,9 @@ class TestBatchMixin(BatchCase):
         position = self.env["memory.batch.position"].search([("key", "=", "mh-test")])
         self.assertEqual(first["stop_reason"], "memory")
         self.assertEqual(position.last_id, records[3].id)
-        second = self.Record._batch_process([("state", "=", "todo")], touch, batch_size=4, resume_key="mh-test")
+        second = self.Record._batch_process(
+            [("state", "=", "todo")], touch, batch_size=4, resume_key="mh-test"
+        )
         self.assertEqual(second["stop_reason"], "done")
         self.assertEqual(touched, records.ids, "resumed after the last record, none twice")
         self.assertFalse(position.exists(), "cleared when the run completes")

@@ -1,0 +1,362 @@
+# shellcheck shell=bash
+# Shared helpers for tools/run.sh and tools/test.sh. Source it, do not run it:
+#
+#     source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Everything that is downloaded or built (virtualenvs, the addons link farm,
+# Odoo data dirs, logs) lives under MH_CACHE, never in the repository.
+#
+# Environment:
+#   MH_CACHE         cache root (default: ~/.cache/memory_hygiene)
+#   MH_PYTHON        interpreter the virtualenvs are made from (default: python3)
+#   ODOO_SRC_18      Odoo 18.0 source tree (default: /opt/odoo/18.0)
+#   ODOO_SRC_19      Odoo 19.0 source tree (default: /opt/odoo/19.0)
+#   MH_VENV_REBUILD  1 = delete and recreate the series virtualenv
+
+# The repository root is the addon itself (it holds __manifest__.py).
+MH_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MH_ADDON="memory_hygiene"
+MH_CACHE="${MH_CACHE:-$HOME/.cache/memory_hygiene}"
+MH_PYTHON="${MH_PYTHON:-python3}"
+export MH_REPO MH_ADDON MH_CACHE
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+# mh_log MESSAGE... : progress message on stderr, so that functions whose
+# stdout is captured ($(mh_odoo_src ...)) can still talk.
+mh_log() {
+    printf '[memory_hygiene] %s\n' "$*" >&2
+}
+
+mh_die() {
+    mh_log "ERROR: $*"
+    exit 1
+}
+
+# mh_as_root CMD... : run CMD as root (directly, or through sudo).
+mh_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        mh_die "need root to run: $* (no sudo available)"
+    fi
+}
+
+# mh_as_postgres CMD... : run CMD as the postgres system user.
+mh_as_postgres() {
+    if [ "$(id -un)" = postgres ]; then
+        "$@"
+    elif [ "$(id -u)" -eq 0 ]; then
+        # runuser keeps no terminal games; su is the fallback on minimal images.
+        if command -v runuser >/dev/null 2>&1; then
+            runuser -u postgres -- "$@"
+        else
+            su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+        fi
+    else
+        sudo -u postgres "$@"
+    fi
+}
+
+# mh_pip PYTHON ARGS... : pip without the harmless "Location '...' is ignored"
+# warnings this machine's pip configuration prints; keeps pip's exit code.
+mh_pip() {
+    local py=$1 rc=0
+    shift
+    "$py" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "Location '" || true; } || rc=$?
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+
+# mh_ensure_postgres : PostgreSQL installed, its cluster running, and a
+# SUPERUSER LOGIN role for the current user (Odoo connects through the local
+# socket as that user). Idempotent; does nothing when all is in place.
+mh_ensure_postgres() {
+    local user pgver
+    user="$(id -un)"
+    # psql (client), pg_lsclusters (Debian's cluster tools), the server itself,
+    # and pg_config (libpq-dev, to build psycopg2 from Odoo's requirements).
+    if ! command -v psql >/dev/null 2>&1 || ! command -v pg_lsclusters >/dev/null 2>&1 \
+        || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+        || ! command -v pg_config >/dev/null 2>&1; then
+        mh_log "installing PostgreSQL (apt-get)"
+        mh_as_root apt-get update
+        mh_as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y postgresql postgresql-contrib libpq-dev
+    fi
+
+    # Debian creates the cluster "<version> main" when it installs the server.
+    pgver="${MH_PG_VERSION:-$(pg_lsclusters --no-header 2>/dev/null | awk 'NR == 1 {print $1}')}"
+    pgver="${pgver:-15}"
+    if ! pg_lsclusters --no-header 2>/dev/null | awk -v v="$pgver" '$1 == v && $2 == "main"' | grep -q .; then
+        mh_log "creating PostgreSQL cluster $pgver main"
+        mh_as_root pg_createcluster "$pgver" main
+    fi
+    if ! pg_lsclusters --no-header | awk -v v="$pgver" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
+        mh_log "starting PostgreSQL cluster $pgver main"
+        mh_as_root pg_ctlcluster "$pgver" main start
+    fi
+    # The server may take a moment to accept connections after a start.
+    for _ in $(seq 1 30); do
+        pg_isready -q && break
+        sleep 1
+    done
+    pg_isready -q || mh_die "PostgreSQL $pgver does not accept connections"
+
+    if ! mh_as_postgres psql -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$user'" | grep -q 1; then
+        mh_log "creating PostgreSQL role '$user' (SUPERUSER LOGIN)"
+        mh_as_postgres psql -d postgres -v ON_ERROR_STOP=1 -qc "CREATE ROLE \"$user\" SUPERUSER LOGIN"
+    fi
+}
+
+# mh_ensure_pandoc : pandoc (Debian's) converts readme/*.md for tools/gen_readme.py.
+mh_ensure_pandoc() {
+    if ! command -v pandoc >/dev/null 2>&1; then
+        mh_log "installing pandoc (apt-get)"
+        mh_as_root apt-get update
+        mh_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y pandoc
+    fi
+}
+
+# mh_db_exists DB : true when the database exists.
+mh_db_exists() {
+    [ "$(psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]
+}
+
+# mh_drop_db DB : drop the database (and its filestore) if it exists.
+mh_drop_db() {
+    local db=$1
+    psql -d postgres -q -c "SET client_min_messages TO warning" \
+        -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    rm -rf "$MH_CACHE"/data-*/filestore/"$db"
+}
+
+# ---------------------------------------------------------------------------
+# Odoo source and series
+# ---------------------------------------------------------------------------
+
+# mh_odoo_src_candidate SERIES : where the source of SERIES is expected
+# ($ODOO_SRC_18 / $ODOO_SRC_19 / ... or /opt/odoo/SERIES), present or not.
+mh_odoo_src_candidate() {
+    local series=$1 major var
+    major="${series%%.*}"
+    var="ODOO_SRC_${major}"
+    printf '%s\n' "${!var:-/opt/odoo/$series}"
+}
+
+# mh_odoo_src SERIES : the source tree of SERIES, or nothing if absent.
+mh_odoo_src() {
+    local src
+    src="$(mh_odoo_src_candidate "$1")"
+    if [ -f "$src/odoo/release.py" ]; then
+        printf '%s\n' "$src"
+    fi
+}
+
+# mh_odoo_series SRC : the series ("18.0") of an Odoo source tree, read from
+# odoo/release.py without importing odoo.
+mh_odoo_series() {
+    "$MH_PYTHON" - "$1/odoo/release.py" <<'EOF'
+import sys
+
+namespace = {}
+with open(sys.argv[1], encoding="utf-8") as f:
+    exec(compile(f.read(), sys.argv[1], "exec"), namespace)
+print(namespace["series"])
+EOF
+}
+
+# mh_odoo_bin SRC : Odoo's launcher in a source tree. A git checkout has
+# odoo-bin; the nightly source tarball only ships setup/odoo.
+mh_odoo_bin() {
+    local src=$1
+    if [ -f "$src/odoo-bin" ]; then
+        printf '%s\n' "$src/odoo-bin"
+    elif [ -f "$src/setup/odoo" ]; then
+        printf '%s\n' "$src/setup/odoo"
+    else
+        mh_die "no odoo-bin nor setup/odoo in $src"
+    fi
+}
+
+# mh_demo_args SERIES : the options that keep demo data out of new databases.
+# 18.0 loads demo data unless told --without-demo=all; from 19.0 on, demo data
+# is off by default and --without-demo is a boolean, so nothing is passed.
+mh_demo_args() {
+    local major="${1%%.*}"
+    if [ "$major" -lt 19 ]; then
+        printf '%s\n' "--without-demo=all"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Addons path
+# ---------------------------------------------------------------------------
+
+# _mh_is_addons_dir DIR : true when some subfolder of DIR is an Odoo addon
+# (what Odoo itself requires of every addons path entry).
+_mh_is_addons_dir() {
+    local d
+    for d in "$1"/*/; do
+        if [ -f "$d/__manifest__.py" ] && [ -f "$d/__init__.py" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# mh_link_farm : <farm>/memory_hygiene -> the repository; prints <farm>.
+# Odoo names an addon after its folder, and this repository may be checked
+# out under any name (main, a CI clone, a git worktree, ...), so Odoo gets a
+# folder whose entry has the right name. Each checkout has a farm of its own,
+# ${MH_CACHE}/addons/<checkout folder>-<hash of its path>, so that two
+# checkouts tested at the same time never swap each other's code.
+mh_link_farm() {
+    local farm
+    farm="$MH_CACHE/addons/$(basename "$MH_REPO")-$(printf '%s' "$MH_REPO" | sha256sum | cut -c1-8)"
+    mkdir -p "$farm"
+    if [ -e "$farm/$MH_ADDON" ] && [ ! -L "$farm/$MH_ADDON" ]; then
+        mh_die "$farm/$MH_ADDON exists and is not a symlink; remove it"
+    fi
+    ln -sfn "$MH_REPO" "$farm/$MH_ADDON"
+    printf '%s\n' "$farm"
+}
+
+# mh_addons_path SRC [TEST_ADDONS] : the --addons-path value for the Odoo
+# tree SRC:
+#   SRC/addons, SRC/odoo/addons, the link farm holding memory_hygiene, and
+#   (unless TEST_ADDONS is 0) <repo>/test_addons, the test-only addons such as
+#   test_memory_hygiene, which a real server has no use for.
+# Entries that are not addons directories are left out, since Odoo refuses
+# them (the nightly tarball has no SRC/addons; test_addons may be empty).
+mh_addons_path() {
+    local src=$1 test_addons=${2:-1} farm entry out=""
+    local -a entries
+    farm="$(mh_link_farm)"
+    entries=("$src/addons" "$src/odoo/addons" "$farm")
+    if [ "$test_addons" = 1 ]; then
+        entries+=("$MH_REPO/test_addons")
+    fi
+    for entry in "${entries[@]}"; do
+        if [ -d "$entry" ] && _mh_is_addons_dir "$entry"; then
+            out="${out:+$out,}$entry"
+        fi
+    done
+    printf '%s\n' "$out"
+}
+
+# mh_odoo_args SERIES SRC [TEST_ADDONS] : prints, one per line, the options
+# every Odoo command of this repository shares. Read them with mapfile.
+mh_odoo_args() {
+    local series=$1 src=$2 test_addons=${3:-1}
+    printf '%s\n' \
+        "--addons-path=$(mh_addons_path "$src" "$test_addons")" \
+        "--data-dir=$MH_CACHE/data-$series" \
+        "--http-interface=127.0.0.1"
+    mh_demo_args "$series"
+}
+
+# mh_free_port : a TCP port nobody listens on right now (on 127.0.0.1).
+mh_free_port() {
+    "$MH_PYTHON" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# ---------------------------------------------------------------------------
+# Virtualenvs
+# ---------------------------------------------------------------------------
+
+# _mh_venv_create DIR : a fresh virtualenv at DIR unless a working one is there.
+_mh_venv_create() {
+    local venv=$1
+    if [ "${MH_VENV_REBUILD:-0}" = 1 ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        mh_log "creating virtualenv $venv"
+        rm -rf "$venv"
+        mkdir -p "$(dirname "$venv")"
+        "$MH_PYTHON" -m venv "$venv"
+    fi
+}
+
+# _mh_stamp FILE... : sha256 of the given files plus the interpreter version.
+_mh_stamp() {
+    {
+        "$MH_PYTHON" -c 'import sys; print(sys.version)'
+        cat "$@"
+    } | sha256sum | cut -d' ' -f1
+}
+
+# mh_ensure_venv SERIES SRC : the virtualenv that runs Odoo SERIES from SRC.
+# Sets MH_PY to its python.
+#
+# Installed, in this order:
+#   1. Odoo's requirements.txt, rewritten by tools/odoo_requirements.py for
+#      pins that do not build on this Python;
+#   2. requirements.txt (the addon's runtime extras) and
+#      tools/requirements-test.txt, constrained by (1) so that they can never
+#      move one of Odoo's pins (psutil, requests, ...).
+# pip runs only when the stamp (sha256 of those three files) changed, so a
+# second run costs a hash. MH_VENV_REBUILD=1 starts from an empty venv.
+mh_ensure_venv() {
+    local series=$1 src=$2
+    local venv="$MH_CACHE/venv-$series"
+    local odoo_req="$MH_CACHE/odoo-requirements-$series.txt"
+    local stamp_file="$venv/.memory_hygiene-stamp"
+    local stamp
+
+    mkdir -p "$MH_CACHE"
+    "$MH_PYTHON" "$MH_REPO/tools/odoo_requirements.py" "$src/requirements.txt" >"$odoo_req.tmp"
+    mv "$odoo_req.tmp" "$odoo_req"
+    stamp="$(_mh_stamp "$odoo_req" "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt")"
+
+    _mh_venv_create "$venv"
+    if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
+        mh_log "installing Odoo $series requirements into $venv (takes a while the first time)"
+        mh_pip "$venv/bin/python" install -q -r "$odoo_req"
+        mh_log "installing requirements.txt and tools/requirements-test.txt (constrained by Odoo's pins)"
+        mh_pip "$venv/bin/python" install -q \
+            -r "$MH_REPO/requirements.txt" \
+            -r "$MH_REPO/tools/requirements-test.txt" \
+            -c "$odoo_req"
+        if ! mh_pip "$venv/bin/python" check; then
+            mh_log "WARNING: pip check reports conflicts in $venv (see above)"
+        fi
+        printf '%s\n' "$stamp" >"$stamp_file"
+    else
+        mh_log "virtualenv $venv is up to date"
+    fi
+    MH_PY="$venv/bin/python"
+    export MH_PY
+}
+
+# mh_ensure_tool_venv NAME REQUIREMENTS_FILE... : a virtualenv
+# ${MH_CACHE}/venv-NAME with the given requirements, stamped like above.
+# Sets MH_TOOL_PY to its python.
+mh_ensure_tool_venv() {
+    local name=$1
+    shift
+    local venv="$MH_CACHE/venv-$name"
+    local stamp_file="$venv/.memory_hygiene-stamp"
+    local stamp req
+    local -a pip_args=()
+    stamp="$(_mh_stamp "$@")"
+    _mh_venv_create "$venv"
+    if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
+        for req in "$@"; do
+            pip_args+=(-r "$req")
+        done
+        mh_log "installing $* into $venv"
+        mh_pip "$venv/bin/python" install -q "${pip_args[@]}"
+        printf '%s\n' "$stamp" >"$stamp_file"
+    fi
+    MH_TOOL_PY="$venv/bin/python"
+    export MH_TOOL_PY
+}

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Test it: the one command that checks everything.
+#
+#   tools/test.sh [--series 18.0]... [--no-lint] [--keep-db]
+#
+# Steps (each one counts once in the closing "N passed, N failed" line):
+#   pure tests   pytest over core/ (tests and doctests), no Odoo, no database
+#   Odoo SERIES  for 18.0 and 19.0 (or the --series given), when the source is
+#                there: install + update on a fresh database with a clean log,
+#                then the addon's test suites; SKIPPED when the source is not
+#   lint         ruff check, ruff format --check, pylint with pylint-odoo
+#   wheel        the whool-built wheel holds odoo/addons/memory_hygiene
+#
+# Options:
+#   --series S   test only Odoo S (repeatable); default: 18.0 and 19.0
+#   --no-lint    skip the lint step
+#   --keep-db    keep the test databases (their names are printed)
+# Environment:
+#   MH_TEST_TAGS  --test-tags value (default: /memory_hygiene,/test_memory_hygiene)
+#   ODOO_SRC_18, ODOO_SRC_19, MH_CACHE: see tools/lib.sh
+set -euo pipefail
+
+# shellcheck source=tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERIES_LIST=()
+LINT=1
+KEEP_DB=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --series)
+            [ $# -ge 2 ] || mh_die "--series needs a value (18.0, 19.0)"
+            SERIES_LIST+=("$2")
+            shift 2
+            ;;
+        --series=*)
+            SERIES_LIST+=("${1#--series=}")
+            shift
+            ;;
+        --no-lint)
+            LINT=0
+            shift
+            ;;
+        --keep-db)
+            KEEP_DB=1
+            shift
+            ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            mh_die "unknown option $1 (see --help)"
+            ;;
+    esac
+done
+[ ${#SERIES_LIST[@]} -gt 0 ] || SERIES_LIST=(18.0 19.0)
+TEST_TAGS="${MH_TEST_TAGS:-/$MH_ADDON,/test_$MH_ADDON}"
+
+mkdir -p "$MH_CACHE"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/memory_hygiene-test.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# Results, in order: "PASSED|FAILED|SKIPPED<TAB>step<TAB>detail".
+RESULTS=()
+record() {
+    RESULTS+=("$1"$'\t'"$2"$'\t'"${3:-}")
+}
+
+# run_step NAME DETAIL FUNCTION ARGS... : run FUNCTION in a subshell with
+# errexit on (so that any failing command fails the step), record the result.
+run_step() {
+    local name=$1 detail=$2 rc=0
+    shift 2
+    echo
+    echo "=============================================================="
+    echo "== $name"
+    echo "=============================================================="
+    set +e
+    (
+        set -euo pipefail
+        "$@"
+    )
+    rc=$?
+    set -e
+    if [ "$rc" -eq 0 ]; then
+        record PASSED "$name" "$detail"
+    else
+        record FAILED "$name" "${detail:+$detail, }exit $rc"
+        mh_log "step '$name' FAILED (exit $rc)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# a. pure tests
+# ---------------------------------------------------------------------------
+step_pure() {
+    local py farm rc=0
+    # core/ must import without Odoo; the 18.0 venv has no odoo on sys.path,
+    # so it proves that as well as a dedicated one would.
+    if [ -x "$MH_CACHE/venv-18.0/bin/python" ]; then
+        py="$MH_CACHE/venv-18.0/bin/python"
+    else
+        mh_ensure_tool_venv pure "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt"
+        py="$MH_TOOL_PY"
+    fi
+    mh_log "pure tests with $py"
+
+    # The repository root is the addon, and its __init__.py imports odoo. pytest
+    # imports the __init__.py of every package above a test file, so it must not
+    # see the root as a package: core/ is reached through a symlink in a folder
+    # of its own, where it is the top-level package "core".
+    farm="$WORK/pure"
+    mkdir -p "$farm"
+    ln -s "$MH_REPO/core" "$farm/core"
+    (
+        cd "$farm"
+        PYTHONPATH="$farm" "$py" -m pytest -q -p no:cacheprovider \
+            --rootdir="$farm" --doctest-modules core
+    ) || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        mh_log "pytest collected no test in core/"
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# b. one Odoo series
+# ---------------------------------------------------------------------------
+
+# check_clean_log LOG... : fail when a log has WARNING / ERROR / CRITICAL
+# lines, apart from the known harmless ones.
+check_clean_log() {
+    local log bad=0 known="Running as user 'root' is a security risk."
+    for log in "$@"; do
+        if grep -qF "$known" "$log"; then
+            mh_log "filtered known line in $(basename "$log"): $known"
+        fi
+        if grep -vF "$known" "$log" | grep -E ' (WARNING|ERROR|CRITICAL) ' >"$WORK/bad-lines"; then
+            mh_log "unexpected WARNING/ERROR/CRITICAL lines in $log:"
+            cat "$WORK/bad-lines" >&2
+            bad=1
+        fi
+    done
+    return "$bad"
+}
+
+step_series() {
+    local series=$1 src=$2
+    local odoo_bin db port log_install log_update log_test rc summary tests failed errors
+    local -a common install_extra=()
+    local test_addon="test_$MH_ADDON"
+
+    mh_ensure_postgres
+    mh_ensure_venv "$series" "$src"
+    odoo_bin="$(mh_odoo_bin "$src")"
+    mapfile -t common < <(mh_odoo_args "$series" "$src")
+    mh_log "addons path: ${common[0]#--addons-path=}"
+
+    db="mh_test_${series//./}_$$"
+    if [ "$KEEP_DB" = 1 ]; then
+        trap 'mh_log "kept database '"$db"'"' EXIT
+    else
+        trap 'mh_log "dropping database '"$db"'"; mh_drop_db '"$db"' || true' EXIT
+    fi
+    mh_drop_db "$db"
+    port="$(mh_free_port)"
+
+    # Step 1: install, then update, on a fresh database: both logs must be clean.
+    log_install="$MH_CACHE/install-$series.log"
+    log_update="$MH_CACHE/update-$series.log"
+    mh_log "installing $MH_ADDON into $db (log: $log_install)"
+    if ! "$MH_PY" "$odoo_bin" "${common[@]}" -d "$db" --http-port="$port" --workers=0 \
+        -i "$MH_ADDON" --stop-after-init --log-level=info >"$log_install" 2>&1; then
+        tail -n 60 "$log_install" >&2
+        mh_die "install of $MH_ADDON failed on Odoo $series"
+    fi
+    mh_log "updating $MH_ADDON in $db (log: $log_update)"
+    if ! "$MH_PY" "$odoo_bin" "${common[@]}" -d "$db" --http-port="$port" --workers=0 \
+        -u "$MH_ADDON" --stop-after-init --log-level=info >"$log_update" 2>&1; then
+        tail -n 60 "$log_update" >&2
+        mh_die "update of $MH_ADDON failed on Odoo $series"
+    fi
+    check_clean_log "$log_install" "$log_update"
+    mh_log "install and update logs are clean"
+
+    # Step 2: the test suites. -u memory_hygiene makes Odoo run its at_install
+    # and post_install tests again on this database (Odoo only runs the tests
+    # of modules it installs or updates); test_memory_hygiene is installed.
+    if [ -f "$MH_REPO/test_addons/$test_addon/__manifest__.py" ]; then
+        install_extra=(-i "$test_addon")
+    else
+        mh_log "no test_addons/$test_addon: running the tests of $MH_ADDON only"
+    fi
+    log_test="$MH_CACHE/test-$series.log"
+    mh_log "running tests (tags $TEST_TAGS) on $db (log: $log_test)"
+    rc=0
+    "$MH_PY" "$odoo_bin" "${common[@]}" -d "$db" --http-port="$port" --workers=0 \
+        -u "$MH_ADDON" "${install_extra[@]}" \
+        --test-enable --test-tags="$TEST_TAGS" \
+        --stop-after-init --log-level=test 2>&1 | tee "$log_test" || rc=$?
+
+    local bad=0
+    if [ "$rc" -ne 0 ]; then
+        mh_log "Odoo exited with $rc"
+        bad=1
+    fi
+    if grep -E ' (ERROR|CRITICAL) |FAIL:' "$log_test" >"$WORK/bad-lines"; then
+        mh_log "ERROR / CRITICAL / FAIL lines in the test log:"
+        cat "$WORK/bad-lines" >&2
+        bad=1
+    fi
+    # Odoo's closing line, same wording in 18.0 and 19.0:
+    #   ... odoo.tests.result: 0 failed, 0 error(s) of 42 tests when loading database 'x'
+    summary="$(grep -E '[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests' "$log_test" | tail -n 1 || true)"
+    if [ -z "$summary" ]; then
+        mh_log "no test summary line in the log: did Odoo run any test?"
+        bad=1
+    else
+        tests="$(sed -E 's/.* of ([0-9]+) tests.*/\1/' <<<"$summary")"
+        failed="$(sed -E 's/.* ([0-9]+) failed, .*/\1/' <<<"$summary")"
+        errors="$(sed -E 's/.* ([0-9]+) error\(s\) of .*/\1/' <<<"$summary")"
+        mh_log "Odoo $series: $tests tests, $failed failed, $errors error(s)"
+        echo "$tests tests, $failed failed, $errors error(s)" >"$MH_CACHE/test-$series.summary"
+        if [ "$tests" -lt 1 ]; then
+            mh_log "no test ran (tags $TEST_TAGS)"
+            bad=1
+        fi
+        if [ "$failed" -ne 0 ] || [ "$errors" -ne 0 ]; then
+            bad=1
+        fi
+    fi
+    return "$bad"
+}
+
+# ---------------------------------------------------------------------------
+# c. linters
+# ---------------------------------------------------------------------------
+step_lint() {
+    local bin bad=0 farm
+    local -a targets
+    mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+    bin="$(dirname "$MH_TOOL_PY")"
+
+    cd "$MH_REPO"
+    mh_log "ruff check"
+    "$bin/ruff" check --no-fix . || bad=1
+    mh_log "ruff format --check"
+    "$bin/ruff" format --check . || bad=1
+
+    # pylint-odoo knows an addon by its folder name: lint through the link farm
+    # so that the addon is called memory_hygiene whatever the checkout's name.
+    # test_addons/ is linted apart: test addons are never published, so they
+    # need no README.
+    local -a pylint=("$bin/pylint" --rcfile="$MH_REPO/.pylintrc" --load-plugins=pylint_odoo)
+    [ -t 1 ] || pylint+=(--output-format=text)
+    farm="$(mh_link_farm)"
+    mh_log "pylint (pylint-odoo, .pylintrc) on $MH_ADDON"
+    "${pylint[@]}" --ignore=test_addons "$farm/$MH_ADDON" || bad=1
+    targets=()
+    local d
+    for d in "$MH_REPO"/test_addons/*/; do
+        if [ -f "$d/__manifest__.py" ]; then
+            targets+=("${d%/}")
+        fi
+    done
+    if [ ${#targets[@]} -gt 0 ]; then
+        mh_log "pylint (pylint-odoo, .pylintrc) on test_addons/"
+        "${pylint[@]}" --disable=missing-readme "${targets[@]}" || bad=1
+    fi
+    # README.rst and index.html are generated from readme/*.md: never stale.
+    mh_ensure_pandoc
+    mh_log "README.rst generated from readme/ (tools/gen_readme.py --check)"
+    "$MH_TOOL_PY" tools/gen_readme.py --check || bad=1
+    return "$bad"
+}
+
+# ---------------------------------------------------------------------------
+# d. wheel
+# ---------------------------------------------------------------------------
+step_wheel() {
+    local src="$WORK/wheel/src/$MH_ADDON" dist="$WORK/wheel/dist" wheel listing
+    mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+
+    # whool names the distribution after the addon folder, so build from a copy
+    # in a folder called memory_hygiene (the checkout may be called anything).
+    # The copy holds the files git knows or would add (not the ignored ones).
+    mkdir -p "$src" "$dist"
+    # (cp skips, and we ignore, files deleted in the work tree but not in git.)
+    if git -C "$MH_REPO" rev-parse --git-dir >/dev/null 2>&1; then
+        (
+            cd "$MH_REPO"
+            git ls-files -z --cached --others --exclude-standard |
+                { xargs -0 -r cp --parents -t "$src" 2>/dev/null || true; }
+        )
+    else
+        cp -a "$MH_REPO/." "$src/"
+    fi
+    [ -f "$src/__manifest__.py" ] || mh_die "no __manifest__.py in the repository"
+
+    mh_log "building the wheel (whool)"
+    "$MH_TOOL_PY" -m build --wheel --no-isolation --outdir "$dist" "$src" >"$WORK/wheel/build.log" 2>&1 || {
+        cat "$WORK/wheel/build.log" >&2
+        return 1
+    }
+    wheel="$(ls "$dist"/*.whl)"
+    mh_log "built $(basename "$wheel")"
+    listing="$("$MH_TOOL_PY" -m zipfile -l "$wheel")"
+    if ! grep -q "odoo/addons/$MH_ADDON/__manifest__.py" <<<"$listing"; then
+        printf '%s\n' "$listing" >&2
+        mh_die "the wheel has no odoo/addons/$MH_ADDON/__manifest__.py"
+    fi
+
+    # It must also install (without its dependencies: odoo is not on PyPI).
+    "$MH_PYTHON" -m venv "$WORK/wheel/venv"
+    mh_pip "$WORK/wheel/venv/bin/python" install -q --no-deps "$wheel"
+    "$WORK/wheel/venv/bin/python" - "$MH_ADDON" <<'EOF'
+import pathlib
+import sys
+import sysconfig
+
+manifest = pathlib.Path(sysconfig.get_paths()["purelib"], "odoo", "addons", sys.argv[1], "__manifest__.py")
+assert manifest.is_file(), manifest
+print(f"installed: {manifest}")
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+run_step "pure tests" "core/" step_pure
+
+for series in "${SERIES_LIST[@]}"; do
+    src="$(mh_odoo_src "$series")"
+    if [ -z "$src" ]; then
+        msg="no source at $(mh_odoo_src_candidate "$series") (set ODOO_SRC_18/ODOO_SRC_19)"
+        echo
+        echo "SKIPPED Odoo $series: $msg"
+        record SKIPPED "Odoo $series" "$msg"
+        continue
+    fi
+    src_series="$(mh_odoo_series "$src")"
+    if [ "$src_series" != "$series" ]; then
+        record FAILED "Odoo $series" "the source at $src is Odoo $src_series"
+        continue
+    fi
+    run_step "Odoo $series" "$src" step_series "$series" "$src"
+    if [ -f "$MH_CACHE/test-$series.summary" ]; then
+        RESULTS[-1]="${RESULTS[-1]}: $(cat "$MH_CACHE/test-$series.summary")"
+    fi
+    rm -f "$MH_CACHE/test-$series.summary"
+done
+
+if [ "$LINT" = 1 ]; then
+    run_step "lint" "ruff, pylint-odoo" step_lint
+else
+    record SKIPPED "lint" "--no-lint"
+fi
+
+run_step "wheel" "whool" step_wheel
+
+# ---------------------------------------------------------------------------
+# e. summary
+# ---------------------------------------------------------------------------
+passed=0
+failed=0
+echo
+echo "==================== memory_hygiene summary ===================="
+for line in "${RESULTS[@]}"; do
+    IFS=$'\t' read -r status name detail <<<"$line"
+    case "$status" in
+        PASSED) passed=$((passed + 1)) ;;
+        FAILED) failed=$((failed + 1)) ;;
+    esac
+    printf '%-8s %-14s %s\n' "$status" "$name" "$detail"
+done
+echo "================================================================"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

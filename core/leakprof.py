@@ -216,7 +216,9 @@ class LeakProfile:
             peak = tracemalloc.get_traced_memory()[1]
             rss_after_gc = self._rss()
             fds_after = self._fds()
-            stats = after.filter_traces(self.filters).compare_to(self._before.filter_traces(self.filters), "lineno")
+            stats = after.filter_traces(self.filters).compare_to(
+                self._before.filter_traces(self.filters), "lineno"
+            )
             return ProfileResult(
                 started_at=self.started_at,
                 duration=duration,
@@ -250,7 +252,6 @@ class LeakProfile:
 def own_patterns(*paths):
     """fnmatch patterns for the files of the given packages or modules (directories get ``/*``)."""
     patterns = []
-    for path in paths:
-        path = os.path.abspath(path)
+    for path in map(os.path.abspath, paths):
         patterns.append(os.path.join(path, "*") if os.path.isdir(path) else path)
     return patterns

@@ -160,7 +160,10 @@ def build_report(
             Finding(
                 kind="cron",
                 severity=cron["state"],
-                title=f'Scheduled action "{cron["name"]}" (id {cron["id"]}): {cron.get("reason") or cron["state"]}',
+                title=(
+                    f'Scheduled action "{cron["name"]}" (id {cron["id"]}): '
+                    f"{cron.get('reason') or cron['state']}"
+                ),
                 details=[format_line(alloc) for alloc in top[:3]],
                 advice=cron_advice(cron["state"], top),
             )
@@ -172,7 +175,8 @@ def build_report(
                 severity="warning",
                 title=(
                     f"{proc['kind']} process {proc['pid']} on {proc['host']} grew "
-                    f"{proc['growth_mb']:+.0f} MiB in {proc['hours']:.1f} h (RSS now {proc['rss_mb']:.0f} MiB)"
+                    f"{proc['growth_mb']:+.0f} MiB in {proc['hours']:.1f} h "
+                    f"(RSS now {proc['rss_mb']:.0f} MiB)"
                 ),
                 advice=ADVICE["process_growth"],
             )
@@ -310,8 +314,8 @@ def post_webhook(url, payload, *, post=None, timeout=10.0, retries=2, backoff=1.
             status = response.status_code
             try:
                 response.close()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort
-                pass
+            except Exception:  # noqa: BLE001 - closing is best effort
+                _logger.debug("Leak report webhook: closing the response failed", exc_info=True)
             if 200 <= status < 300:
                 return True, f"HTTP {status}"
             message = f"HTTP {status}"

@@ -19,7 +19,9 @@ _ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: user's code live elsewhere, so a pattern on the whole addon folder would do,
 #: but a checkout may hold test_addons/ inside it).
 OWN_PATTERNS = leakprof.own_patterns(
-    os.path.join(_ADDON_DIR, "core"), os.path.join(_ADDON_DIR, "models"), os.path.join(_ADDON_DIR, "compat.py")
+    os.path.join(_ADDON_DIR, "core"),
+    os.path.join(_ADDON_DIR, "models"),
+    os.path.join(_ADDON_DIR, "compat.py"),
 )
 
 #: The profiled run under way in this thread: ``{"action_id", "cache_size"}``.
@@ -139,7 +141,9 @@ class IrCron(models.Model):
             self.ensure_one()
             cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = leakprof.switch_active(params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now())
+            globally = leakprof.switch_active(
+                params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now()
+            )
             if not globally:
                 if not cron.memory_profile:
                     return None
@@ -152,7 +156,9 @@ class IrCron(models.Model):
                 "top_n": params.read(icp.get_param, params.PROFILE_TOP_N),
             }
         except Exception:
-            _logger.exception("Memory profiler: cannot tell whether to profile cron %s; it runs unprofiled", self.ids)
+            _logger.exception(
+                "Memory profiler: cannot tell whether to profile cron %s; it runs unprofiled", self.ids
+            )
             return None
 
     def _memory_profiled(self, plan, server_action_id, run, *args):
@@ -160,7 +166,9 @@ class IrCron(models.Model):
         try:
             profile = leakprof.LeakProfile(plan["frames"], plan["top_n"], OWN_PATTERNS).start()
         except Exception:
-            _logger.exception("Memory profiler: cannot start for cron %s; it runs unprofiled", plan["cron_id"])
+            _logger.exception(
+                "Memory profiler: cannot start for cron %s; it runs unprofiled", plan["cron_id"]
+            )
             return run(*args)
         probe = {"action_id": server_action_id, "cache_size": None}
         token = ACTIVE_PROFILE.set(probe)
@@ -223,7 +231,9 @@ class IrCron(models.Model):
             self.ensure_one()
             cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = leakprof.switch_active(params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now())
+            globally = leakprof.switch_active(
+                params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now()
+            )
             if not (cron.memory_profile or globally):
                 return
             window = params.read(icp.get_param, params.PROFILE_WINDOW)
@@ -246,7 +256,9 @@ class IrCron(models.Model):
                 )
             self.invalidate_recordset(["memory_leak_state", "memory_leak_reason", "memory_profile_runs"])
             if verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
-                _logger.warning("Cron %r (%s) memory: %s, %s", cron.cron_name, cron.id, verdict.state, verdict.reason)
+                _logger.warning(
+                    "Cron %r (%s) memory: %s, %s", cron.cron_name, cron.id, verdict.state, verdict.reason
+                )
         except Exception:
             _logger.exception("Memory profiler: cannot update the verdict of cron %s", self.ids)
 

@@ -28,31 +28,48 @@ class MemoryCronRun(models.Model):
     )
     start = fields.Datetime(required=True, index=True, readonly=True, default=fields.Datetime.now)
     duration = fields.Float(string="Duration (s)", digits=(16, 3), readonly=True, aggregator="avg")
-    state = fields.Selection([("ok", "Done"), ("failed", "Failed")], required=True, default="ok", readonly=True)
+    state = fields.Selection(
+        [("ok", "Done"), ("failed", "Failed")], required=True, default="ok", readonly=True
+    )
     host = fields.Char(readonly=True)
     pid = fields.Integer(string="PID", readonly=True, aggregator=None)
     rss_before_mb = fields.Float(string="RSS before (MiB)", digits=(16, 1), readonly=True, aggregator="avg")
     rss_after_mb = fields.Float(string="RSS after (MiB)", digits=(16, 1), readonly=True, aggregator="avg")
     rss_after_gc_mb = fields.Float(
-        string="RSS after gc (MiB)", digits=(16, 1), readonly=True, aggregator="max",
+        string="RSS after gc (MiB)",
+        digits=(16, 1),
+        readonly=True,
+        aggregator="max",
         help="RSS once the run ended and gc.collect() ran: what the run left to the operating system's eyes.",
     )
     rss_growth_mb = fields.Float(
-        string="RSS growth (MiB)", digits=(16, 2), readonly=True, help="RSS after gc minus RSS before the run."
+        string="RSS growth (MiB)",
+        digits=(16, 2),
+        readonly=True,
+        help="RSS after gc minus RSS before the run.",
     )
     traced_growth_mb = fields.Float(
-        string="Traced growth (MiB)", digits=(16, 3), readonly=True,
-        help="What tracemalloc saw the run allocate and still hold after gc.collect(): what Python code kept.",
+        string="Traced growth (MiB)",
+        digits=(16, 3),
+        readonly=True,
+        help="What tracemalloc saw the run allocate and still hold after gc.collect(): "
+        "what Python code kept.",
     )
     traced_peak_mb = fields.Float(
-        string="Traced peak (MiB)", digits=(16, 1), readonly=True, aggregator="max",
+        string="Traced peak (MiB)",
+        digits=(16, 1),
+        readonly=True,
+        aggregator="max",
         help="The most memory traced at once during the run.",
     )
     fds_before = fields.Integer(string="Open files before", readonly=True, aggregator="avg")
     fds_after = fields.Integer(string="Open files after", readonly=True, aggregator="avg")
     record_cache_size = fields.Integer(
-        string="Record cache", readonly=True, aggregator="max",
-        help="Field values in the record cache when the server action returned (before Odoo's commit clears it).",
+        string="Record cache",
+        readonly=True,
+        aggregator="max",
+        help="Field values in the record cache when the server action returned "
+        "(before Odoo's commit clears it).",
     )
     frames = fields.Integer(string="Frames traced", readonly=True, aggregator=None)
     top_site = fields.Char(string="Top allocation site", readonly=True, index=True)

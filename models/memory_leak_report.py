@@ -115,18 +115,22 @@ class MemoryLeakReport(models.AbstractModel):
             or self.env.ref("base.partner_root").email_formatted
         )
         # The report is the system's own mail, whichever user sends it.
-        return self.env["mail.mail"].sudo().create(
-            {
-                "subject": self.env._(
-                    "Memory Hygiene report for %(db)s: %(count)s finding(s)",
-                    db=self.env.cr.dbname,
-                    count=len(report.findings),
-                ),
-                "body_html": reports.render_html(report),
-                "email_from": email_from,
-                "recipient_ids": [fields.Command.set(recipients.partner_id.ids)],
-                "auto_delete": True,
-            }
+        return (
+            self.env["mail.mail"]
+            .sudo()
+            .create(
+                {
+                    "subject": self.env._(
+                        "Memory Hygiene report for %(db)s: %(count)s finding(s)",
+                        db=self.env.cr.dbname,
+                        count=len(report.findings),
+                    ),
+                    "body_html": reports.render_html(report),
+                    "email_from": email_from,
+                    "recipient_ids": [fields.Command.set(recipients.partner_id.ids)],
+                    "auto_delete": True,
+                }
+            )
         )
 
     @api.model
@@ -240,4 +244,3 @@ class MemoryLeakReport(models.AbstractModel):
             (row["host"], row["pid"], row["process_kind"], row["date"]) for row in rows
         )
         return {"processes": processes[:TOP_PROCESSES], "near_limit": near_limit, "recycles": recycles}
-

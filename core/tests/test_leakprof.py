@@ -96,7 +96,9 @@ def test_rss_and_fds_are_measured_around_the_run():
     rss = iter([100 * MIB, 130 * MIB, 120 * MIB])
     fds = iter([10, 12])
     collected = []
-    profile = leakprof.LeakProfile(rss=lambda: next(rss), fds=lambda: next(fds), collect=lambda: collected.append(1))
+    profile = leakprof.LeakProfile(
+        rss=lambda: next(rss), fds=lambda: next(fds), collect=lambda: collected.append(1)
+    )
     result = profile.start().stop()
     assert (result.rss_before, result.rss_after, result.rss_after_gc) == (100 * MIB, 130 * MIB, 120 * MIB)
     assert (result.fds_before, result.fds_after) == (10, 12)

@@ -13,8 +13,16 @@ LEAKING_CRON = {
     "name": "Sync <partners>",
     "state": "leaking",
     "reason": "every run keeps memory",
-    "top": [{"file": "/srv/addons/x/models/sync.py", "line": 12, "size_diff": 1048576, "count_diff": 1,
-             "size": 5242880, "count": 5}],
+    "top": [
+        {
+            "file": "/srv/addons/x/models/sync.py",
+            "line": 12,
+            "size_diff": 1048576,
+            "count_diff": 1,
+            "size": 5242880,
+            "count": 5,
+        }
+    ],
 }
 
 
@@ -22,10 +30,20 @@ def full_report():
     return rep.build_report(
         "prod",
         "2026-01-01 06:00",
-        processes=[{"host": "web1", "pid": 42, "kind": "cron", "growth_mb": 812.0, "hours": 23.5, "rss_mb": 1900.0}],
+        processes=[
+            {"host": "web1", "pid": 42, "kind": "cron", "growth_mb": 812.0, "hours": 23.5, "rss_mb": 1900.0}
+        ],
         crons=[LEAKING_CRON],
-        near_limit=[{"host": "web1", "pid": 43, "kind": "http", "soft_limit_pct": 96.0, "vms_mb": 1966.0,
-                     "rss_mb": 700.0}],
+        near_limit=[
+            {
+                "host": "web1",
+                "pid": 43,
+                "kind": "http",
+                "soft_limit_pct": 96.0,
+                "vms_mb": 1966.0,
+                "rss_mb": 700.0,
+            }
+        ],
         recycles={"web1": 3, "web2": 0},
         notes=["no snapshots"],
     )
@@ -37,7 +55,9 @@ def test_every_finding_has_one_line_of_advice():
     for finding in report.findings:
         assert finding.advice and "\n" not in finding.advice
     assert "/srv/addons/x/models/sync.py:12" in report.findings[0].advice, "module-level state at the site"
-    assert report.findings[0].details == ["/srv/addons/x/models/sync.py:12: size=5.0 MiB (+1.0 MiB), count=5 (+1)"]
+    assert report.findings[0].details == [
+        "/srv/addons/x/models/sync.py:12: size=5.0 MiB (+1.0 MiB), count=5 (+1)"
+    ]
 
 
 def test_text_names_the_cron_and_the_line():
@@ -85,15 +105,22 @@ def test_advice_by_site(top, key):
 
 def test_count_recycles():
     samples = [
-        ("a", 1, "http", 1), ("a", 1, "http", 5), ("a", 2, "http", 6), ("a", 4, "http", 9),  # 1 -> 2 -> 4: 2
+        ("a", 1, "http", 1),
+        ("a", 1, "http", 5),
+        ("a", 2, "http", 6),
+        ("a", 4, "http", 9),  # 1 -> 2 -> 4: 2
         ("a", 2, "http", 9),  # 2 still alive at the end: not recycled
-        ("a", 10, "master", 1), ("a", 11, "master", 9),  # masters are not recycled
-        ("b", 5, "cron", 1), ("b", 5, "cron", 9),
+        ("a", 10, "master", 1),
+        ("a", 11, "master", 9),  # masters are not recycled
+        ("b", 5, "cron", 1),
+        ("b", 5, "cron", 9),
     ]
     assert rep.count_recycles(samples) == {"a": 1, "b": 0}
 
 
-@pytest.mark.parametrize("url", ["ftp://x/y", "file:///etc/passwd", "not a url", "", "http://", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "url", ["ftp://x/y", "file:///etc/passwd", "not a url", "", "http://", "javascript:alert(1)"]
+)
 def test_only_http_urls(url):
     with pytest.raises(ValueError):
         rep.check_webhook_url(url)
@@ -155,7 +182,9 @@ def test_post_webhook_does_not_retry_4xx(server, caplog):
 
 def test_post_webhook_refused_is_logged_not_raised(caplog):
     with socket_closed_port() as port, caplog.at_level(logging.WARNING):
-        ok, message = rep.post_webhook(f"http://127.0.0.1:{port}/x", {"text": "hi"}, retries=1, sleep=lambda s: None)
+        ok, message = rep.post_webhook(
+            f"http://127.0.0.1:{port}/x", {"text": "hi"}, retries=1, sleep=lambda s: None
+        )
     assert not ok
     assert "ConnectionError" in message
     assert caplog.text.count("failed (attempt") == 2

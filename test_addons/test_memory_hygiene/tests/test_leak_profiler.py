@@ -6,7 +6,7 @@ from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tests import tagged, new_test_user
+from odoo.tests import new_test_user, tagged
 
 from odoo.addons.memory_hygiene import compat
 from odoo.addons.memory_hygiene.core import leakprof, params
@@ -65,7 +65,9 @@ class TestLeakProfiler(ProfilerCase):
         self.assertEqual(cron.memory_profile_runs, self.window)
         for run in runs:
             self.assertEqual(run.state, "ok")
-            self.assertEqual(run.top_site, f"{leak_file}:{leak_line}", "the top allocation is the appending line")
+            self.assertEqual(
+                run.top_site, f"{leak_file}:{leak_line}", "the top allocation is the appending line"
+            )
             top = run.line_ids.sorted("rank")[0]
             self.assertEqual((top.file, top.line), (leak_file, leak_line))
             self.assertAlmostEqual(top.size_diff_kb, 1024, delta=16)
@@ -226,7 +228,9 @@ class TestLeakProfiler(ProfilerCase):
         cron_as_admin = cron.with_user(admin)
         self.assertEqual(cron_as_admin.memory_run_count, 1)
         action = cron_as_admin.action_memory_open_runs()
-        self.assertEqual(self.env[action["res_model"]].with_user(admin).search(action["domain"]), self.runs(cron))
+        self.assertEqual(
+            self.env[action["res_model"]].with_user(admin).search(action["domain"]), self.runs(cron)
+        )
         self.assertEqual(cron_as_admin.action_memory_open_graph()["views"][0][1], "graph")
         with self.assertRaises(AccessError):
             self.env["memory.cron.run"].with_user(self.user).search([])

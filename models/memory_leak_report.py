@@ -19,6 +19,8 @@ RECENT_MINUTES = 60
 #: The webhook: seconds per attempt, and attempts after the first.
 WEBHOOK_TIMEOUT = 10.0
 WEBHOOK_RETRIES = 2
+#: Seconds before the first retry; doubled for each next one.
+WEBHOOK_BACKOFF = 2.0
 
 
 class MemoryLeakReport(models.AbstractModel):
@@ -80,7 +82,11 @@ class MemoryLeakReport(models.AbstractModel):
         url = params.read(icp.get_param, params.REPORT_WEBHOOK_URL)
         if url:
             webhook = reports.post_webhook(
-                url, reports.render_json(report), timeout=WEBHOOK_TIMEOUT, retries=WEBHOOK_RETRIES
+                url,
+                reports.render_json(report),
+                timeout=WEBHOOK_TIMEOUT,
+                retries=WEBHOOK_RETRIES,
+                backoff=WEBHOOK_BACKOFF,
             )
         _logger.info(
             "Memory leak report: %s finding(s), mail %s, webhook %s",

@@ -11,8 +11,8 @@ import sys
 import psutil
 
 import odoo
-from odoo import release
-from odoo.tools import config, sql
+from odoo import models, release
+from odoo.tools import config, constants, sql
 
 _logger = logging.getLogger(__name__)
 
@@ -98,13 +98,62 @@ def server_info():
     return {"mode": "other", "root_pid": os.getpid()}
 
 
+def odoo_bin():
+    """Path of the ``odoo-bin`` of the running Odoo (next to the ``odoo`` package)."""
+    # 19.0's ``odoo`` is a namespace package: no ``__file__``, only ``__path__``.
+    return os.path.join(os.path.dirname(list(odoo.__path__)[0]), "odoo-bin")
+
+
+def child_server_args():
+    """Options that make a child ``odoo-bin`` see this process's addons and PostgreSQL.
+
+    The password is not among them (a command line is public): pass it as
+    ``PGPASSWORD`` in the child's environment. ``addons_path`` is a
+    comma-separated string on 18.0 and a list on 19.0.
+    """
+    addons = config["addons_path"]
+    args = ["--addons-path", addons if isinstance(addons, str) else ",".join(addons)]
+    if config.get("data_dir"):
+        args += ["--data-dir", config["data_dir"]]
+    for option, flag in (("db_host", "--db_host"), ("db_port", "--db_port"), ("db_user", "--db_user")):
+        if config.get(option):
+            args += [flag, str(config[option])]
+    return args
+
+
+def no_demo_args():
+    """Options that install a database without demo data.
+
+    18.0 loads demo data unless told not to; 19.0 loads none unless ``--with-demo``.
+    """
+    return ["--without-demo=all"] if MAJOR < 19 else []
+
+
+#: Rows an autovacuum purge removes at once before re-triggering itself
+#: (``odoo.models`` on 18.0, ``odoo.tools.constants`` on 19.0).
+GC_UNLINK_LIMIT = getattr(constants, "GC_UNLINK_LIMIT", None) or models.GC_UNLINK_LIMIT
+
+
+def record_cache_size(env):
+    """Values held in the record cache of ``env``'s transaction.
+
+    18.0 keeps them in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
+    both map a field to ``{record id: value}`` (or to a dict of those per
+    context key for context-dependent fields, counted as one).
+    """
+    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
+    return sum(len(values) for values in data.values())
+
+
+def ormcache_entries(registry):
+    """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
+    return sum(len(cache) for cache in registry._Registry__caches.values())
+
+
 #: 18.0's "Run Manually" (``method_direct_trigger``) runs the server action
 #: itself, without ``ir.cron._callback``; 19.0's goes through ``_process_job``,
 #: ``_run_job`` and ``_callback`` like a scheduled run.
 RUN_MANUALLY_SKIPS_CALLBACK = MAJOR < 19
-
-#: The most records an ``@api.autovacuum`` method removes in one call.
-GC_UNLINK_LIMIT = 100_000
 
 
 def is_test_cursor(cr):
@@ -136,23 +185,6 @@ def independent_cursor(env):
         return
     with cr:
         yield cr
-
-
-def record_cache_size(env):
-    """How many field values the record cache of ``env``'s transaction holds.
-
-    18.0 keeps it in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
-    both key it by field, and a context-dependent field by context key first.
-    """
-    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
-    depends_context = env.registry.field_depends_context
-    size = 0
-    for field, field_cache in list(data.items()):
-        if field in depends_context:
-            size += sum(len(sub) for sub in list(field_cache.values()) if isinstance(sub, dict))
-        else:
-            size += len(field_cache)
-    return size
 
 
 def autovacuum_result(env, done, more_left):

@@ -21,16 +21,12 @@ timeout and bounded retries; a failure is reported, never raised)::
 import html
 import logging
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
 from .leakprof import format_line
 
 _logger = logging.getLogger(__name__)
-
-#: Worker kinds that Odoo recycles (a new pid of the same kind replaces them).
-RECYCLED_KINDS = ("http", "cron", "worker")
 
 ADVICE = {
     "orm_cache": (
@@ -107,31 +103,6 @@ def cron_advice(state, top):
     if any(part in path for part in ("/requests/", "/urllib3/", "/http/client.py", "/ssl.py", "/socket.py")):
         return ADVICE["connections"]
     return ADVICE["module_state"].format(site=f"{top[0]['file']}:{top[0]['line']}")
-
-
-def count_recycles(samples):
-    """Recycles per host: worker pids that disappeared while one of their kind came after them.
-
-    ``samples`` are ``(host, pid, kind, date)`` tuples (any comparable date).
-
-    >>> count_recycles([("a", 1, "http", 1), ("a", 1, "http", 2), ("a", 2, "http", 3),
-    ...                 ("a", 3, "cron", 1), ("a", 3, "cron", 3), ("b", 9, "http", 1)])
-    {'a': 1, 'b': 0}
-    """
-    seen = defaultdict(dict)  # (host, kind) -> pid -> [first, last]
-    hosts = {}
-    for host, pid, kind, date in samples:
-        hosts.setdefault(host, 0)
-        if kind not in RECYCLED_KINDS:
-            continue
-        span = seen[(host, kind)].setdefault(pid, [date, date])
-        span[0], span[1] = min(span[0], date), max(span[1], date)
-    for (host, _kind), pids in seen.items():
-        spans = sorted(pids.values())
-        for i, (_first, last) in enumerate(spans):
-            if any(other_first > last for other_first, _l in spans[i + 1 :]):
-                hosts[host] += 1
-    return hosts
 
 
 def build_report(

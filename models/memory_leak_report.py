@@ -199,20 +199,13 @@ class MemoryLeakReport(models.AbstractModel):
 
     @api.model
     def _snapshot_figures(self, now, warn_share):
-        """Growth, soft-limit share and recycles from ``memory.snapshot`` (issue 3's model).
-
-        Reads the fields that model documents: host, pid, process_kind, rss_mb,
-        vms_mb, soft_limit_pct and date.
-        """
+        """Growth, soft-limit share and recycles from the worker snapshots of the last day."""
         since = now - timedelta(hours=REPORT_HOURS)
-        rows = (
-            self.env["memory.snapshot"]
-            .sudo()  # the report covers every process, whoever sends it
-            .search_read(
-                [("date", ">=", since)],
-                ["host", "pid", "process_kind", "rss_mb", "vms_mb", "soft_limit_pct", "date"],
-                order="date, id",
-            )
+        Snapshot = self.env["memory.snapshot"].sudo()  # the report covers every process, whoever sends it
+        rows = Snapshot.search_read(
+            [("date", ">=", since)],
+            ["host", "pid", "process_kind", "rss_mb", "vms_mb", "soft_limit_pct", "date"],
+            order="date, id",
         )
         by_process = {}
         for row in rows:
@@ -246,7 +239,5 @@ class MemoryLeakReport(models.AbstractModel):
                     }
                 )
         processes.sort(key=lambda p: -p["growth_mb"])
-        recycles = reports.count_recycles(
-            (row["host"], row["pid"], row["process_kind"], row["date"]) for row in rows
-        )
+        recycles = Snapshot._recycles_per_host(since)
         return {"processes": processes[:TOP_PROCESSES], "near_limit": near_limit, "recycles": recycles}

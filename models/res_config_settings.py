@@ -160,6 +160,7 @@ class ResConfigSettings(models.TransientModel):
         icp.set_param(
             params.REPORT_RECIPIENT_IDS, ",".join(str(i) for i in self.memory_report_recipient_ids.ids)
         )
+        self.env["memory.snapshot"]._sync_cron_interval()
         return res
 
     def action_memory_rotate_token(self):

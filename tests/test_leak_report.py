@@ -2,9 +2,11 @@ import json
 import logging
 import socket
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from unittest.mock import patch
 
+from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
@@ -155,8 +157,54 @@ class TestLeakReport(CronRunCase):
         report = self.Report._build()
         self.assertFalse([f for f in report.findings if f.kind == "cron"])
 
-    def test_without_snapshots_the_report_says_so(self):
-        if "memory.snapshot" in self.env:
-            self.skipTest("memory.snapshot is installed: see test_snapshot_findings")
+    def snapshot(self, minutes_ago, pid, rss_mb, kind="cron", **vals):
+        return self.env["memory.snapshot"].create(
+            {
+                "date": fields.Datetime.now() - timedelta(minutes=minutes_ago),
+                "host": "mh-report-host",
+                "pid": pid,
+                "process_kind": kind,
+                "trigger": "schedule",
+                "rss_mb": rss_mb,
+                "vms_mb": rss_mb * 2,
+                **vals,
+            }
+        )
+
+    def test_snapshot_findings(self):
+        self.snapshot(20 * 60, 4242, 300.0, soft_limit_pct=40.0)
+        self.snapshot(10, 4242, 1100.0, soft_limit_pct=95.0)  # grew 800 MiB, near its soft limit
+        self.snapshot(20 * 60, 5000, 400.0, kind="http", soft_limit_pct=30.0)
+        self.snapshot(5, 5000, 380.0, kind="http", soft_limit_pct=29.0)  # shrank: not a growth finding
+        self.snapshot(5, 5001, 200.0, kind="http", recycled_pid=4999, soft_limit_pct=10.0)  # a recycle
+        self.snapshot(30 * 60, 6000, 100.0)  # older than the report's day
+        self.snapshot(5, 6000, 900.0)
         report = self.Report._build()
-        self.assertIn("No worker snapshots (memory.snapshot is not installed).", report.notes)
+        ours = [f for f in report.findings if "mh-report-host" in f.title]
+        self.assertEqual(
+            [(f.kind, f.title) for f in ours],
+            [
+                ("process", "cron process 4242 on mh-report-host grew +800 MiB in 19.8 h (RSS now 1100 MiB)"),
+                (
+                    "limit",
+                    "cron process 4242 on mh-report-host is at 95 % of its soft limit (warn at 90 %; "
+                    "virtual size 2200 MiB, RSS 1100 MiB)",
+                ),
+                ("recycles", "1 worker recycle(s) on mh-report-host"),
+            ],
+        )
+        self.assertTrue(all(f.advice for f in ours))
+        self.assertFalse(report.notes)
+        text = core_report.render_text(report)
+        self.assertIn("Advice: It will be recycled after its current job", text)
+
+    def test_unreadable_snapshots_do_not_stop_the_report(self):
+        with (
+            patch.object(
+                type(self.env["memory.snapshot"]), "search_read", side_effect=RuntimeError("no table")
+            ),
+            self.assertLogs(memory_leak_report.__name__, logging.ERROR),
+        ):
+            report = self.Report._build()
+        self.assertIn("Worker snapshots could not be read: no table", report.notes)
+        self.assertEqual([f.kind for f in report.findings], ["cron"])

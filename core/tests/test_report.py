@@ -103,21 +103,6 @@ def test_advice_by_site(top, key):
     assert rep.cron_advice("leaking", top) == rep.ADVICE[key]
 
 
-def test_count_recycles():
-    samples = [
-        ("a", 1, "http", 1),
-        ("a", 1, "http", 5),
-        ("a", 2, "http", 6),
-        ("a", 4, "http", 9),  # 1 -> 2 -> 4: 2
-        ("a", 2, "http", 9),  # 2 still alive at the end: not recycled
-        ("a", 10, "master", 1),
-        ("a", 11, "master", 9),  # masters are not recycled
-        ("b", 5, "cron", 1),
-        ("b", 5, "cron", 9),
-    ]
-    assert rep.count_recycles(samples) == {"a": 1, "b": 0}
-
-
 @pytest.mark.parametrize(
     "url", ["ftp://x/y", "file:///etc/passwd", "not a url", "", "http://", "javascript:alert(1)"]
 )

@@ -1,0 +1,105 @@
+import hmac
+import json
+import socket
+
+from odoo import fields, http
+from odoo.http import request
+from odoo.tools import config
+
+from .. import compat
+from ..core import health, metrics, params, sampler
+
+TOKEN_HEADER = "X-Memory-Hygiene-Token"
+
+
+class MemoryHygieneController(http.Controller):
+    """Health and metrics of this host's Odoo processes, for monit, watchdogs and Prometheus.
+
+    Both need the endpoint token (``X-Memory-Hygiene-Token`` header or
+    ``?token=``) or a Settings admin's session; anyone else gets a bare 403.
+    """
+
+    @http.route("/memory_hygiene/health", type="http", auth="public", methods=["GET"], save_session=False)
+    def health(self, **kwargs):
+        if not _allowed():
+            return _forbidden()
+        warn_share = _setting(params.WARN_SHARE)
+        processes = _live_processes()
+        problems = health.problems(processes, warn_share)
+        body = {
+            "status": "warn" if problems else "ok",
+            "host": socket.gethostname(),
+            "warn_share": warn_share,
+            "problems": problems,
+            "processes": [
+                {
+                    key: _rounded(proc[key])
+                    for key in ("pid", "kind", "rss_mb", "odoo_mb", "soft_limit_mb", "soft_limit_pct")
+                }
+                for proc in processes
+            ],
+        }
+        return request.make_response(
+            json.dumps(body),
+            headers=[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            status=503 if problems else 200,
+        )
+
+    @http.route("/memory_hygiene/metrics", type="http", auth="public", methods=["GET"], save_session=False)
+    def metrics(self, **kwargs):
+        if not _allowed():
+            return _forbidden()
+        host = socket.gethostname()
+        processes = _live_processes()
+        # Snapshots are read for a caller holding the token, which is no user.
+        snapshots = request.env["memory.snapshot"].sudo()
+        latest = snapshots.search([("host", "=", host)], limit=1)
+        suspects = set(
+            snapshots.search(
+                [
+                    ("host", "=", host),
+                    ("pid", "in", [p["pid"] for p in processes]),
+                    ("leak_suspect", "=", True),
+                ]
+            ).mapped("pid")
+        )
+        for proc in processes:
+            proc["leak_suspect"] = proc["pid"] in suspects
+        age = (fields.Datetime.now() - latest.date).total_seconds() if latest else None
+        body, content_type = metrics.render(
+            host, processes, snapshot_age=age, recycles=snapshots._recycles_per_host().get(host, 0)
+        )
+        return request.make_response(
+            body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")]
+        )
+
+
+def _allowed():
+    """The endpoint token, or a Settings admin's session."""
+    # The token is compared for anonymous callers: reading it needs no user.
+    expected = request.env["ir.config_parameter"].sudo().get_param(params.ENDPOINT_TOKEN) or ""
+    given = request.httprequest.headers.get(TOKEN_HEADER) or request.httprequest.args.get("token") or ""
+    if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+        return True
+    return bool(request.session.uid) and request.env.user.has_group("base.group_system")
+
+
+def _rounded(value):
+    return round(value, 1) if isinstance(value, float) else value
+
+
+def _forbidden():
+    return request.make_response(b"", status=403)
+
+
+def _setting(key):
+    # Settings are read for a caller holding the token, which is no user.
+    return params.read(request.env["ir.config_parameter"].sudo().get_param, key)
+
+
+def _live_processes():
+    """Figures, with limits, of every Odoo process of this host, read now."""
+    info = compat.server_info()
+    options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
+    found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
+    return [sampler.with_limits(figures, options) for figures in found]

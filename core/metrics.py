@@ -1,0 +1,80 @@
+"""Prometheus text exposition of this host's Odoo processes (``prometheus_client``).
+
+A fresh ``CollectorRegistry`` per call: nothing is kept between scrapes, and
+nothing lands in prometheus_client's global registry.
+"""
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from .sampler import MIB
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LABELS = ("host", "pid", "kind")
+
+#: metric name, help, figure key, factor
+_PROCESS_GAUGES = (
+    ("memory_hygiene_process_rss_bytes", "Resident set size: what the OOM killer sees.", "rss_mb", MIB),
+    ("memory_hygiene_process_uss_bytes", "Unique set size (only when sampling USS is on).", "uss_mb", MIB),
+    (
+        "memory_hygiene_process_limit_memory_bytes",
+        "The size Odoo compares with its memory limits (virtual size on Linux).",
+        "odoo_mb",
+        MIB,
+    ),
+    (
+        "memory_hygiene_process_soft_limit_bytes",
+        "limit_memory_soft in force (0: none).",
+        "soft_limit_mb",
+        MIB,
+    ),
+    (
+        "memory_hygiene_process_hard_limit_bytes",
+        "limit_memory_hard in force (0: none).",
+        "hard_limit_mb",
+        MIB,
+    ),
+    (
+        "memory_hygiene_process_soft_limit_ratio",
+        "Share of the soft limit used (1 = recycled).",
+        "soft_limit_pct",
+        0.01,
+    ),
+    ("memory_hygiene_process_open_fds", "Open file descriptors.", "num_fds", 1),
+    ("memory_hygiene_process_threads", "Threads.", "num_threads", 1),
+    ("memory_hygiene_process_leak_suspect", "1 while the process is a leak suspect.", "leak_suspect", 1),
+)
+
+
+def render(host, processes, *, snapshot_age=None, recycles=None):
+    """``(bytes, content type)`` of the metrics of ``processes`` of ``host``.
+
+    ``processes`` are figures with limits (``sampler.with_limits``) and
+    ``leak_suspect``; a figure that is ``None`` is left out. ``snapshot_age``
+    is the age in seconds of the host's newest snapshot, ``recycles`` the
+    number of recycles recorded for it.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    for name, doc, key, factor in _PROCESS_GAUGES:
+        gauge = Gauge(name, doc, _LABELS, registry=registry)
+        for proc in processes:
+            value = proc.get(key)
+            if value is not None:
+                gauge.labels(host, str(proc["pid"]), proc["kind"]).set(float(value) * factor)
+    if snapshot_age is not None:
+        age = Gauge(
+            "memory_hygiene_snapshot_age_seconds",
+            "Age of the newest snapshot of this host.",
+            ["host"],
+            registry=registry,
+        )
+        age.labels(host).set(snapshot_age)
+    if recycles is not None:
+        count = Gauge(
+            "memory_hygiene_recycles",
+            "Worker recycles recorded for this host (kept snapshots).",
+            ["host"],
+            registry=registry,
+        )
+        count.labels(host).set(recycles)
+    return generate_latest(registry), CONTENT_TYPE

@@ -1,0 +1,34 @@
+import functools
+import logging
+
+from odoo import models
+from odoo.http import request
+
+from .. import compat
+from ..core import params
+from . import memory_snapshot
+
+_logger = logging.getLogger(__name__)
+
+
+class IrHttp(models.AbstractModel):
+    _inherit = "ir.http"
+
+    @classmethod
+    def _post_dispatch(cls, response):
+        super()._post_dispatch(response)
+        # An HTTP worker samples itself after its first request, then at most once
+        # per interval: the check is a clock comparison; the sample runs once the
+        # response is sent, in its own transaction (never under the test runner,
+        # whose single cursor must not be shared).
+        try:
+            throttle = memory_snapshot.SELF_SAMPLE_THROTTLE
+            if compat.in_test_mode() or not throttle.due():
+                return
+            # The sampling interval is read by whoever's request is observed.
+            icp = request.env["ir.config_parameter"].sudo()
+            throttle.reschedule(params.read(icp.get_param, params.SNAPSHOT_INTERVAL) * 60)
+            extra = {"record_cache_size": compat.record_cache_size(request.env)}
+            response.call_on_close(functools.partial(memory_snapshot.sample_after_request, request.db, extra))
+        except Exception:
+            _logger.exception("memory_hygiene: could not schedule this worker's sample")

@@ -1,0 +1,371 @@
+"""A real multi-worker Odoo server for tests: ``odoo-bin`` in a subprocess.
+
+Not a test module: tests import it, ``tests/__init__.py`` does not::
+
+    from odoo.addons.memory_hygiene.tests.harness import OdooServer, server_database
+
+    db = server_database()  # installed once per Python process, dropped at exit
+    server = OdooServer(db, workers=2, max_cron_threads=1, limit_memory_soft=600 * MIB)
+    self.addCleanup(server.stop)
+    server.start()
+    server.get("/web/login")
+    server.pids()  # {"master": [...], "http": [..., ...], "cron": [...], "gevent": [...]}
+
+The server runs in its own process group, on free 127.0.0.1 ports, serving
+only its database, and logs to a file of its own (``server.log()``). Whatever
+happens, ``stop()`` (``__exit__``, ``addCleanup``, and at the latest the
+interpreter's exit) ends it and every process it spawned; where util-linux's
+``setpriv`` exists the server also dies with the thread that started it.
+
+Process kinds come from the titles Odoo gives its workers (``odoo:
+WorkerHTTP 1234``): that needs ``setproctitle`` (requirements.txt) in the
+server's Python. Without it, every worker is of kind ``worker``.
+"""
+
+import atexit
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from contextlib import closing, contextmanager
+
+import psutil
+import psycopg2
+import requests
+
+import odoo
+from odoo.tests.common import get_db_name
+from odoo.tools import config
+
+from .. import compat
+from ..core import proctree
+
+_logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULT_MODULES = ("memory_hygiene", "test_memory_hygiene")
+
+_DATABASES = {}  # modules -> name of the database made for them
+_SERVERS = set()  # started and not yet stopped
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nobody listens on right now."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout=60, interval=0.5, message="condition"):
+    """Call ``check()`` until it returns something true, and return that; bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message}: not met after {timeout} s (last: {result!r})")
+        time.sleep(interval)
+
+
+@contextmanager
+def db_cursor(db):
+    """An autocommit psycopg2 cursor on ``db``, apart from any Odoo transaction (the test's included)."""
+    _name, params = odoo.sql_db.connection_info_for(db)
+    connection = psycopg2.connect(**params)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cr:
+            yield cr
+    finally:
+        connection.close()
+
+
+def server_database(modules=DEFAULT_MODULES, name=None):
+    """Name of a database with ``modules`` installed, made once per Python process.
+
+    ``odoo-bin -d NAME -i MODULES --stop-after-init`` in a subprocess, with this
+    process's addons path and PostgreSQL options. The default name is
+    ``<current test database>_srv`` (plus a hash for other modules). Dropped by
+    :func:`drop` and at the interpreter's exit.
+    """
+    modules = tuple(modules)
+    if modules in _DATABASES:
+        return _DATABASES[modules]
+    if name is None:
+        name = f"{get_db_name()}_srv"
+        if modules != DEFAULT_MODULES:
+            name += f"_{zlib.crc32(','.join(modules).encode()):08x}"
+    _drop_database(name)  # a leftover of an interrupted run would not be fresh
+    _DATABASES[modules] = name
+    workdir = tempfile.mkdtemp(prefix="memory_hygiene_install_")
+    logfile = os.path.join(workdir, "install.log")
+    cmd = _odoo_command(
+        "-d",
+        name,
+        "-i",
+        ",".join(modules),
+        "--stop-after-init",
+        "--http-interface=127.0.0.1",
+        f"--http-port={free_port()}",
+        f"--logfile={logfile}",
+        "--log-level=warn",
+        *compat.no_demo_args(),
+    )
+    _logger.info("Installing %s in database %s for a real server", ",".join(modules), name)
+    try:
+        done = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, env=_child_env(), check=False
+        )
+        installed = set()
+        if not done.returncode:
+            with db_cursor(name) as cr:
+                cr.execute(
+                    "SELECT name FROM ir_module_module WHERE state = 'installed' AND name IN %s", [modules]
+                )
+                installed = {row[0] for row in cr.fetchall()}
+        if done.returncode or installed != set(modules):
+            raise RuntimeError(
+                f"Installing {modules} in {name} failed (exit code {done.returncode}, installed: "
+                f"{sorted(installed)}):\n{_tail(logfile)}\n{done.stderr.decode(errors='replace')[-3000:]}"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return name
+
+
+def drop():
+    """Drop every database :func:`server_database` made in this process."""
+    while _DATABASES:
+        _modules, name = _DATABASES.popitem()
+        try:
+            _drop_database(name)
+        except Exception:
+            _logger.exception("Could not drop the server database %s", name)
+
+
+class OdooServer:
+    """``odoo-bin`` serving database ``db`` with real workers, as a context manager."""
+
+    def __init__(
+        self,
+        db,
+        workers=2,
+        max_cron_threads=1,
+        limit_memory_soft=2048 * MIB,
+        limit_memory_hard=2560 * MIB,
+        limit_time_real=120,
+        extra_args=(),
+        env=None,
+    ):
+        self.db = db
+        self.workers = workers
+        self.max_cron_threads = max_cron_threads
+        self.limit_memory_soft = limit_memory_soft
+        self.limit_memory_hard = limit_memory_hard
+        self.limit_time_real = limit_time_real
+        self.extra_args = tuple(extra_args)
+        self.env = env
+        self.process = None
+        self.port = None
+        self.gevent_port = None
+        self._workdir = None
+        self._final_log = ""
+
+    def __enter__(self):
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def mode(self):
+        return "prefork" if self.workers else "threaded"
+
+    @property
+    def logfile(self):
+        return os.path.join(self._workdir, "odoo.log")
+
+    def start(self, timeout=90):
+        """Launch the server and wait until GET /web/login answers 200."""
+        if self.process is not None:
+            raise RuntimeError("This server is already started.")
+        self._workdir = tempfile.mkdtemp(prefix="memory_hygiene_server_")
+        self._final_log = ""
+        with closing(socket.socket()) as first:
+            first.bind(("127.0.0.1", 0))  # held, so that the second port differs
+            self.port = first.getsockname()[1]
+            self.gevent_port = free_port()
+        args = [
+            "-d",
+            self.db,
+            f"--db-filter=^{re.escape(self.db)}$",
+            "--http-interface=127.0.0.1",
+            f"--http-port={self.port}",
+            f"--gevent-port={self.gevent_port}",
+            f"--workers={self.workers}",
+            f"--max-cron-threads={self.max_cron_threads}",
+            f"--logfile={self.logfile}",
+            "--log-level=info",
+        ]
+        for option in ("limit_memory_soft", "limit_memory_hard", "limit_time_real"):
+            if getattr(self, option) is not None:
+                args.append(f"--{option.replace('_', '-')}={getattr(self, option)}")
+        cmd = _odoo_command(*args, *self.extra_args)
+        if shutil.which("setpriv"):
+            # The server dies with the thread that started it, even if this process is killed.
+            cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
+        with open(os.path.join(self._workdir, "console.log"), "wb") as console:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env=_child_env(self.env),
+                start_new_session=True,  # its own process group, stopped as one
+            )
+        _SERVERS.add(self)
+        _logger.info(
+            "Started odoo-bin (pid %s) on %s, logging to %s", self.process.pid, self.url("/"), self.logfile
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                self._fail(f"odoo-bin exited with code {self.process.returncode} before serving")
+            try:
+                if requests.get(self.url("/web/login"), timeout=10).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self._fail(f"odoo-bin did not serve /web/login within {timeout} s")
+            time.sleep(0.5)
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 60)
+        return requests.get(self.url(path), **kw)
+
+    def pids(self):
+        """``{kind: [pid, ...]}`` of the server's processes, read from the real process tree."""
+        found = {}
+        if self.process is not None:
+            for proc, kind in proctree.server_processes(self.process.pid, self.mode):
+                found.setdefault(kind, []).append(proc.pid)
+        return {kind: sorted(pids) for kind, pids in found.items()}
+
+    def log(self):
+        """Text of the server's log file (kept after ``stop()``)."""
+        if self.process is None:
+            return self._final_log
+        try:
+            with open(self.logfile, encoding="utf-8", errors="replace") as log:
+                return log.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout=30):
+        """SIGTERM the process group, SIGKILL what is left after ``timeout``; idempotent."""
+        process = self.process
+        if process is None:
+            return
+        try:
+            children = psutil.Process(process.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        try:
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _logger.warning(
+                        "odoo-bin (pid %s) still running %s s after SIGTERM: killed", process.pid, timeout
+                    )
+                    _signal_group(process.pid, signal.SIGKILL)
+                    process.wait(10)
+            leftovers = [child for child in children if _alive(child)]
+            if leftovers:
+                _logger.warning("Killing leftover processes of odoo-bin: %s", [c.pid for c in leftovers])
+                _signal_group(process.pid, signal.SIGKILL)
+                for child in leftovers:
+                    try:
+                        child.kill()  # psutil checks that the pid was not reused
+                    except psutil.Error:
+                        pass
+                wait_until(lambda: not any(_alive(c) for c in leftovers), 10, 0.1, "leftover processes gone")
+        finally:
+            self._final_log = self.log() + _tail(os.path.join(self._workdir, "console.log"), 50)
+            self.process = None
+            _SERVERS.discard(self)
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _fail(self, what):
+        tail = _tail(self.logfile) + "\n" + _tail(os.path.join(self._workdir, "console.log"), 30)
+        self.stop()
+        raise RuntimeError(f"{what}. Log tail:\n{tail}")
+
+
+def _odoo_command(*args):
+    return [sys.executable, compat.odoo_bin(), *compat.child_server_args(), *args]
+
+
+def _child_env(extra=None):
+    env = dict(os.environ)
+    if config.get("db_password"):
+        env["PGPASSWORD"] = config["db_password"]
+    env.update(extra or {})
+    return env
+
+
+def _alive(proc):
+    """Running and not a zombie (an orphaned zombie waits for whoever reaps it, not for us)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(path, lines=80):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as text:
+            return "".join(text.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _drop_database(name):
+    odoo.sql_db.close_db(name)
+    with db_cursor("postgres") as cr:
+        cr.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    shutil.rmtree(config.filestore(name), ignore_errors=True)
+
+
+@atexit.register
+def _at_exit():
+    for server in list(_SERVERS):
+        server.stop()
+    drop()

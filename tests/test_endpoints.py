@@ -1,0 +1,96 @@
+import json
+import os
+from unittest.mock import patch
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tools import config
+
+from ..core import params
+
+MIB = 1024 * 1024
+TOKEN = "s3cret-token-for-tests-0123456789"
+
+
+@tagged("post_install", "-at_install")
+class TestEndpoints(HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.admin = new_test_user(cls.env, login="mh_endpoint_admin", groups="base.group_system")
+        cls.user = new_test_user(cls.env, login="mh_endpoint_user", groups="base.group_user")
+        cls.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, TOKEN)
+
+    def setUp(self):
+        super().setUp()
+        # The test process is a single (threaded) server: give it room under its soft limit.
+        self.startPatcher(patch.dict(config.options, {"limit_memory_soft": 64 * 1024 * MIB}))
+
+    def get(self, path, **headers):
+        return self.url_open(path, headers=headers, allow_redirects=False)
+
+    def test_without_token_or_admin_session_403_and_nothing_else(self):
+        for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
+            for response in (
+                self.get(path),
+                self.get(path, **{"X-Memory-Hygiene-Token": "wrong"}),
+                self.get(f"{path}?token=wrong"),
+            ):
+                with self.subTest(path=path, url=response.url):
+                    self.assertEqual(response.status_code, 403)
+                    self.assertEqual(response.content, b"")
+        self.authenticate(self.user.login, self.user.login)
+        for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
+            response = self.get(path)
+            self.assertEqual((response.status_code, response.content), (403, b""), "an internal user")
+
+    def test_empty_token_setting_opens_nothing(self):
+        self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, "")
+        response = self.get("/memory_hygiene/health?token=")
+        self.assertEqual((response.status_code, response.content), (403, b""))
+
+    def test_health_with_token_header_or_parameter(self):
+        for response in (
+            self.get("/memory_hygiene/health", **{"X-Memory-Hygiene-Token": TOKEN}),
+            self.get(f"/memory_hygiene/health?token={TOKEN}"),
+        ):
+            self.assertEqual(response.status_code, 200, response.text)
+            body = response.json()
+            self.assertEqual(body["status"], "ok")
+            self.assertEqual(body["problems"], [])
+            self.assertIn(os.getpid(), [p["pid"] for p in body["processes"]])
+
+    def test_health_503_names_the_process_above_the_warn_share(self):
+        with patch.dict(config.options, {"limit_memory_soft": 64 * MIB}):
+            response = self.get(f"/memory_hygiene/health?token={TOKEN}")
+        self.assertEqual(response.status_code, 503)
+        body = json.loads(response.content)
+        self.assertEqual(body["status"], "warn")
+        self.assertEqual(body["problems"][0]["pid"], os.getpid())
+        self.assertIn("of its soft limit of 64 MiB (warn at 90%)", body["problems"][0]["reason"])
+
+    def test_admin_session_is_enough(self):
+        self.authenticate(self.admin.login, self.admin.login)
+        self.assertEqual(self.get("/memory_hygiene/health").status_code, 200)
+        self.assertEqual(self.get("/memory_hygiene/metrics").status_code, 200)
+
+    def test_metrics_parse_as_prometheus_text(self):
+        self.env["memory.snapshot"].sudo()._cron_sample()
+        response = self.get("/memory_hygiene/metrics", **{"X-Memory-Hygiene-Token": TOKEN})
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        rss = families["memory_hygiene_process_rss_bytes"].samples
+        self.assertIn(str(os.getpid()), [s.labels["pid"] for s in rss])
+        self.assertGreater(rss[0].value, 0)
+        age = families["memory_hygiene_snapshot_age_seconds"].samples[0].value
+        self.assertLess(age, 60)
+        self.assertIn("memory_hygiene_process_leak_suspect", families)
+
+    def test_requests_under_the_test_runner_do_not_sample(self):
+        # HTTP workers sample themselves in a cursor of their own: never under the test runner.
+        before = self.env["memory.snapshot"].search_count([("trigger", "=", "request")])
+        self.authenticate(self.admin.login, self.admin.login)
+        self.assertIn(self.get("/web/login").status_code, (200, 303))
+        self.assertEqual(self.env["memory.snapshot"].search_count([("trigger", "=", "request")]), before)

@@ -1,0 +1,35 @@
+import psutil
+import requests
+
+from odoo.tests import TransactionCase, tagged
+
+from .harness import OdooServer, server_database, wait_until
+
+
+@tagged("post_install", "-at_install")
+class TestHarness(TransactionCase):
+    def test_real_server_with_workers_starts_and_stops_whole(self):
+        server = OdooServer(server_database(), workers=2, max_cron_threads=1)
+        self.addCleanup(server.stop)
+        server.start()
+        self.assertEqual(server.get("/web/login").status_code, 200)
+        # The gevent process serves too (it crash-loops when gevent cannot load its plugins).
+        gevent_login = requests.get(f"http://127.0.0.1:{server.gevent_port}/web/login", timeout=60)
+        self.assertEqual(gevent_login.status_code, 200)
+
+        expected = {"master": 1, "http": 2, "cron": 1, "gevent": 1}
+
+        def counts():
+            return {kind: len(pids) for kind, pids in server.pids().items()}
+
+        wait_until(lambda: counts() == expected, 60, message=f"processes {expected}")
+        pids = server.pids()
+        self.assertEqual(pids["master"], [server.process.pid])
+        processes = [psutil.Process(pid) for kind_pids in pids.values() for pid in kind_pids]
+
+        server.stop()
+        self.assertIsNone(server.process)
+        left = [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        self.assertEqual(left, [], "no process of the server is left")
+        self.assertIn(f"127.0.0.1:{server.port}", server.log())
+        server.stop()  # idempotent

@@ -185,6 +185,12 @@ class IrCron(models.Model):
     def _memory_profile_store(self, plan, profile, probe, error):
         """Measure, log and store the run in its own transaction. Never raises."""
         try:
+            compat.release_run_cache(self.env)
+        except Exception:
+            _logger.exception(
+                "Memory profiler: cannot empty the record cache of cron %s's run", plan["cron_id"]
+            )
+        try:
             result = profile.stop()
         except Exception:
             _logger.exception("Memory profiler: cannot measure the run of cron %s", plan["cron_id"])
@@ -236,6 +242,7 @@ class IrCron(models.Model):
             )
             if not (cron.memory_profile or globally):
                 return
+            previous = cron.memory_leak_state
             window = params.read(icp.get_param, params.PROFILE_WINDOW)
             threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
             with compat.independent_cursor(self.env) as cr:
@@ -255,7 +262,7 @@ class IrCron(models.Model):
                     [verdict.state, verdict.reason, cron.id],
                 )
             self.invalidate_recordset(["memory_leak_state", "memory_leak_reason", "memory_profile_runs"])
-            if verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
+            if verdict.state != previous and verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
                 _logger.warning(
                     "Cron %r (%s) memory: %s, %s", cron.cron_name, cron.id, verdict.state, verdict.reason
                 )

@@ -27,6 +27,13 @@ class TestMemoryLeakJob(models.AbstractModel):
         return len(chunks)
 
     @api.model
+    def _job_fill_cache(self):
+        """Creates and reads 2 000 records: a full record cache, released when the run commits."""
+        records = self.env["test.memory.batch.record"].with_context(tracking_disable=True)
+        records = records.create([{"name": f"cached {i}", "value": i} for i in range(2000)])
+        return sum(records.mapped("value"))
+
+    @api.model
     def _job_fail(self):
         self.env["ir.config_parameter"].sudo().set_param("test_memory_hygiene.fail_marker", "written")
         raise ValueError("the test job fails")

@@ -93,6 +93,16 @@ class TestLeakProfiler(ProfilerCase):
         self.assertTrue(all(abs(run.traced_growth_mb) < 0.25 for run in runs))
         self.assertTrue(all(run.traced_peak_mb >= 8 for run in runs), "the peak shows the 8 MiB it freed")
 
+    def test_the_record_cache_of_the_run_is_not_kept_memory(self):
+        """What the run cached goes with its transaction (18.0 empties it before Odoo's commit does)."""
+        cron = self.make_job_cron("_job_fill_cache", memory_profile=True)
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO):
+            self.run_job(cron)
+        run = self.runs(cron)
+        self.assertGreater(run.record_cache_size, 2000 * 3, "the cache was full when the action returned")
+        self.assertGreater(run.traced_peak_mb, 1, "and big")
+        self.assertLess(run.traced_growth_mb, 0.25, "but it is not what the run keeps")
+
     def test_raising_cron_behaves_as_unprofiled_and_its_profile_is_stored(self):
         cron = self.make_job_cron("_job_fail")
         outcomes = []

@@ -185,7 +185,8 @@ class IrCron(models.Model):
     def _memory_profile_store(self, plan, profile, probe, error):
         """Measure, log and store the run in its own transaction. Never raises."""
         try:
-            compat.release_run_cache(self.env)
+            if error is None:  # a failed run's transaction is rolled back: nothing to release
+                compat.release_run_cache(self.env)
         except Exception:
             _logger.exception(
                 "Memory profiler: cannot empty the record cache of cron %s's run", plan["cron_id"]

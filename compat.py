@@ -231,6 +231,30 @@ def process_cron_job(registry, cron_cr, cron_id):
     return True
 
 
+def after_run_transaction(cr, func):
+    """Call ``func()`` once the transaction of a cron run on ``cr`` has ended; True if deferred.
+
+    18.0's ``ir.cron._callback`` returns with the run's transaction still open:
+    its record cache and pre-commit data (mail tracking values, ...) live until
+    ``_run_job`` commits, so ``func`` is called after that commit (or rollback,
+    or close: exactly once). 19.0's ``_callback`` has committed already, and the
+    test runner's cursors never run post-commit hooks: then nothing is deferred
+    and the caller calls ``func`` itself.
+    """
+    if MAJOR >= 19 or is_test_cursor(cr):
+        return False
+    called = []
+
+    def once():
+        if not called:
+            called.append(True)
+            func()
+
+    cr.postcommit.add(once)
+    cr.postrollback.add(once)
+    return True
+
+
 def release_run_cache(env):
     """Empty the record cache that a finished cron run leaves in its transaction.
 

@@ -104,6 +104,8 @@ class IrCron(models.Model):
         plan = self._memory_profile_plan()
         if plan is None:
             return super()._callback(cron_name, server_action_id)
+        # What the run's transaction holds until it ends is not what the run keeps: measure after it.
+        plan["after_transaction"] = True
         return self._memory_profiled(plan, server_action_id, super()._callback, cron_name, server_action_id)
 
     def method_direct_trigger(self):
@@ -180,7 +182,18 @@ class IrCron(models.Model):
             raise
         finally:
             ACTIVE_PROFILE.reset(token)
-            self._memory_profile_store(plan, profile, probe, error)
+            self._memory_profile_finish(plan, profile, probe, error)
+
+    def _memory_profile_finish(self, plan, profile, probe, error):
+        """Store the profile now, or once the run's transaction has ended (18.0 scheduled runs)."""
+        try:
+            if plan.get("after_transaction") and compat.after_run_transaction(
+                self.env.cr, lambda: self._memory_profile_store(plan, profile, probe, error)
+            ):
+                return
+        except Exception:
+            _logger.exception("Memory profiler: cannot wait for the end of cron %s's run", plan["cron_id"])
+        self._memory_profile_store(plan, profile, probe, error)
 
     def _memory_profile_store(self, plan, profile, probe, error):
         """Measure, log and store the run in its own transaction. Never raises."""

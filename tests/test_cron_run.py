@@ -158,3 +158,34 @@ class TestViews(CronRunCase):
         menu = self.env.ref("memory_hygiene.memory_cron_run_menu")
         self.assertEqual(menu.parent_id, self.env.ref("memory_hygiene.memory_hygiene_menu"))
         self.assertEqual(menu.action, self.env.ref("memory_hygiene.memory_cron_run_action"))
+
+
+@tagged("post_install", "-at_install")
+class TestAfterRunTransaction(CronRunCase):
+    def test_called_once_when_a_real_transaction_ends(self):
+        """18.0 defers to the end of the run's transaction; 19.0 has committed already."""
+        for ending in ("commit", "rollback", "close"):
+            calls = []
+            # A real cursor, on which nothing is written: its commit has nothing to make durable.
+            cr = self.registry.cursor()
+            try:
+                deferred = compat.after_run_transaction(cr, lambda calls=calls: calls.append(1))
+                self.assertEqual(calls, [], "not before the transaction ends")
+                if ending != "close":
+                    getattr(cr, ending)()
+            finally:
+                cr.close()
+            with self.subTest(ending=ending):
+                self.assertEqual(deferred, compat.MAJOR < 19)
+                self.assertEqual(calls, [1] if deferred else [], "exactly once")
+
+    def test_not_deferred_on_test_cursors(self):
+        self.env.flush_all()
+        context = (
+            self.enter_registry_test_mode() if compat.MAJOR >= 19 else _LegacyTestMode(self.registry, self.cr)
+        )
+        with context, self.registry.cursor() as cr:
+            self.assertTrue(compat.is_test_cursor(cr))
+            self.assertFalse(
+                compat.after_run_transaction(cr, lambda: None), "test cursors skip post-commit hooks"
+            )

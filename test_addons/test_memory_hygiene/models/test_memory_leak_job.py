@@ -34,6 +34,14 @@ class TestMemoryLeakJob(models.AbstractModel):
         return sum(records.mapped("value"))
 
     @api.model
+    def _job_tracked_writes(self):
+        """Tracked writes on 1 000 records: their tracking values wait in the transaction until it commits."""
+        records = self.env["test.memory.batch.record"].create([{"name": f"tracked {i}"} for i in range(1000)])
+        for record in records:
+            record.value += 1
+        return len(records)
+
+    @api.model
     def _job_fail(self):
         self.env["ir.config_parameter"].sudo().set_param("test_memory_hygiene.fail_marker", "written")
         raise ValueError("the test job fails")

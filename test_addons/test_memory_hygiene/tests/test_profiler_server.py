@@ -6,56 +6,67 @@ from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, serv
 
 from ..models import test_memory_leak_job as jobs
 
+CRONS = ("ir_cron_test_leak_job", "ir_cron_test_tracked_job")
+
 
 @tagged("post_install", "-at_install")
 class TestProfilerUnderServer(TransactionCase):
-    """The profiler in a real prefork server: the cron worker runs the job, on real cursors."""
+    """The profiler in a real prefork server: the cron worker runs the jobs, on real cursors."""
 
-    def test_cron_worker_leaves_its_run(self):
+    def test_cron_worker_leaves_its_runs(self):
         db = server_database()
         with db_cursor(db) as cr:
             cr.execute(
-                "SELECT res_id FROM ir_model_data WHERE module = 'test_memory_hygiene' AND name = %s",
-                ["ir_cron_test_leak_job"],
+                "SELECT name, res_id FROM ir_model_data WHERE module = 'test_memory_hygiene' AND name IN %s",
+                [CRONS],
             )
-            cron_id = cr.fetchone()[0]
-            cr.execute("DELETE FROM memory_cron_run WHERE cron_id = %s", [cron_id])
+            cron_ids = dict(cr.fetchall())
+            ids = tuple(cron_ids.values())
+            cr.execute("DELETE FROM memory_cron_run WHERE cron_id IN %s", [ids])
             cr.execute(
                 """
                 UPDATE ir_cron
                    SET active = true, memory_profile = true, memory_profile_runs = 0,
-                       memory_leak_state = 'unknown', failure_count = 0,
+                       memory_leak_state = 'unknown', failure_count = 0, lastcall = NULL,
                        nextcall = (now() at time zone 'UTC') - interval '1 minute'
-                 WHERE id = %s
+                 WHERE id IN %s
                 """,
-                [cron_id],
+                [ids],
             )
 
         def switch_off():
             with db_cursor(db) as cr:
-                cr.execute("UPDATE ir_cron SET active = false WHERE id = %s", [cron_id])
+                cr.execute("UPDATE ir_cron SET active = false WHERE id IN %s", [ids])
 
         self.addCleanup(switch_off)
         server = OdooServer(db, workers=2, max_cron_threads=1)
         self.addCleanup(server.stop)
         server.start()
 
-        def fetch(query):
+        def fetch(query, *args):
             with db_cursor(db) as cr:
-                cr.execute(query, [cron_id])
-                return cr.fetchone()
+                cr.execute(query, args)
+                return cr.fetchall()
 
-        run = wait_until(
-            lambda: fetch(
-                "SELECT pid, state, top_site, traced_growth_mb FROM memory_cron_run WHERE cron_id = %s"
+        def both(query):
+            rows = fetch(query, ids)
+            return rows if len({row[0] for row in rows}) == 2 else None
+
+        runs = wait_until(
+            lambda: both(
+                "SELECT cron_id, pid, state, top_site, traced_growth_mb"
+                " FROM memory_cron_run WHERE cron_id IN %s"
             ),
-            120,
+            180,
             interval=1,
-            message="a memory.cron.run of the profiled cron",
+            message="a memory.cron.run of each profiled cron",
         )
-        pid, state, top_site, traced_growth_mb = run
+        by_cron = {row[0]: row[1:] for row in runs}
+        cron_pids = server.pids()["cron"]
+
+        pid, state, top_site, traced_growth_mb = by_cron[cron_ids["ir_cron_test_leak_job"]]
         self.assertEqual(state, "ok")
-        self.assertIn(pid, server.pids()["cron"], "written by the cron worker")
+        self.assertIn(pid, cron_pids, "written by the cron worker")
         leak_line = next(
             number
             for number, line in enumerate(pathlib.Path(jobs.__file__).read_text().splitlines(), start=1)
@@ -63,16 +74,24 @@ class TestProfilerUnderServer(TransactionCase):
         )
         self.assertEqual(top_site, f"{jobs.__file__}:{leak_line}")
         self.assertGreater(traced_growth_mb, 0.75)
-        # The job's own bookkeeping counted the run: no wait on the job's row lock, no failure.
+
+        pid, state, _top_site, traced_growth_mb = by_cron[cron_ids["ir_cron_test_tracked_job"]]
+        self.assertEqual(state, "ok")
+        self.assertIn(pid, cron_pids)
+        self.assertLess(
+            traced_growth_mb, 0.5, "what the run's transaction held until its commit is not kept memory"
+        )
+
+        # The job's own bookkeeping counted each run: no wait on the job's row lock, no failure.
         counted = wait_until(
-            lambda: fetch(
-                "SELECT memory_profile_runs, failure_count, lastcall FROM ir_cron WHERE id = %s"
-                " AND memory_profile_runs = 1"
+            lambda: both(
+                "SELECT id, failure_count, lastcall FROM ir_cron WHERE id IN %s AND memory_profile_runs = 1"
             ),
             60,
             interval=1,
-            message="the run counted on the cron",
+            message="the runs counted on the crons",
         )
-        self.assertEqual(counted[1], 0)
-        self.assertTrue(counted[2])
+        for _cron_id, failure_count, lastcall in counted:
+            self.assertEqual(failure_count, 0)
+            self.assertTrue(lastcall)
         self.assertIn("memory: RSS", server.log())

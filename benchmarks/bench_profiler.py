@@ -85,7 +85,8 @@ def bootstrap(args, paths):
     import odoo  # noqa: F401 - the source tree given by --odoo
     from odoo.tools import config
 
-    config.parse_config([f"--addons-path={paths}", "-d", args.db, "--log-level=warn"], setup_logging=True)
+    options = [f"--addons-path={paths}", "-d", args.db, "--log-level=warn", "--http-interface=127.0.0.1"]
+    config.parse_config(options, setup_logging=True)
     threading.current_thread().dbname = args.db
     from odoo.modules.registry import Registry
 

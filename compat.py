@@ -77,14 +77,16 @@ def server_info():
     ``mode`` is ``prefork`` (workers >= 1; ``root_pid`` is the master), ``threaded``
     (workers = 0), ``gevent`` (the long-polling process; its root is the master
     when it has one) or ``other`` (``odoo-bin shell``, scripts, tests without a
-    server): then the tree is this process alone.
+    server): then the tree is this process alone. ``odoo-bin shell`` and
+    ``--stop-after-init`` runs build a ThreadedServer too, but never start its
+    HTTP server (the test runner does): they are ``other``.
     """
     from odoo.service import server as server_module
 
     server = server_module.server
     if isinstance(server, server_module.PreforkServer):
         return {"mode": "prefork", "root_pid": server.pid}
-    if isinstance(server, server_module.ThreadedServer):
+    if isinstance(server, server_module.ThreadedServer) and server.httpd is not None:
         return {"mode": "threaded", "root_pid": os.getpid()}
     if isinstance(server, server_module.GeventServer):
         # Spawned by a prefork master with our own argv[0]; standalone otherwise.

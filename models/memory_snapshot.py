@@ -323,7 +323,7 @@ def _wanted(operator, value, truth):
         return positive if operator == "in" else not positive
     if operator in ("=", "!="):
         return (bool(value) == truth) == (operator == "=")
-    raise UserError(f"Unsupported operator {operator!r}")
+    raise NotImplementedError(f"Unsupported operator {operator!r}")
 
 
 def _utc(timestamp):

@@ -38,6 +38,7 @@ from contextlib import closing, contextmanager
 
 import psutil
 import psycopg2
+import psycopg2.sql
 import requests
 
 import odoo
@@ -196,7 +197,8 @@ class OdooServer:
         return os.path.join(self._workdir, "odoo.log")
 
     def start(self, timeout=90):
-        """Launch the server and wait until GET /web/login answers 200."""
+        """Launch the server and wait until GET /web/login answers 200 (and, with workers,
+        until the gevent process listens)."""
         if self.process is not None:
             raise RuntimeError("This server is already started.")
         self._workdir = tempfile.mkdtemp(prefix="memory_hygiene_server_")
@@ -238,24 +240,34 @@ class OdooServer:
             "Started odoo-bin (pid %s) on %s, logging to %s", self.process.pid, self.url("/"), self.logfile
         )
         deadline = time.monotonic() + timeout
+        serving = False
         while True:
             if self.process.poll() is not None:
                 self._fail(f"odoo-bin exited with code {self.process.returncode} before serving")
             try:
-                if requests.get(self.url("/web/login"), timeout=10).status_code == 200:
+                serving = serving or requests.get(self.url("/web/login"), timeout=10).status_code == 200
+                if serving and (not self.workers or self._gevent_listens()):
                     return self
-            except requests.RequestException:
-                pass
+            except requests.RequestException as exc:
+                _logger.debug("odoo-bin does not answer yet: %s", exc)
             if time.monotonic() > deadline:
-                self._fail(f"odoo-bin did not serve /web/login within {timeout} s")
+                what = "the gevent port" if serving else "/web/login"
+                self._fail(f"odoo-bin did not serve {what} within {timeout} s")
             time.sleep(0.5)
+
+    def _gevent_listens(self):
+        """The gevent process (spawned by the prefork master after it serves) accepts connections."""
+        try:
+            socket.create_connection(("127.0.0.1", self.gevent_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
 
     def get(self, path, **kw):
-        kw.setdefault("timeout", 60)
-        return requests.get(self.url(path), **kw)
+        return requests.get(self.url(path), timeout=kw.pop("timeout", 60), **kw)
 
     def pids(self):
         """``{kind: [pid, ...]}`` of the server's processes, read from the real process tree."""
@@ -302,8 +314,8 @@ class OdooServer:
                 for child in leftovers:
                     try:
                         child.kill()  # psutil checks that the pid was not reused
-                    except psutil.Error:
-                        pass
+                    except psutil.Error as exc:
+                        _logger.debug("leftover %s already gone: %s", child.pid, exc)
                 wait_until(lambda: not any(_alive(c) for c in leftovers), 10, 0.1, "leftover processes gone")
         finally:
             self._final_log = self.log() + _tail(os.path.join(self._workdir, "console.log"), 50)
@@ -340,8 +352,8 @@ def _alive(proc):
 def _signal_group(pgid, sig):
     try:
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    except (ProcessLookupError, PermissionError) as exc:
+        _logger.debug("process group %s: %s", pgid, exc)
 
 
 def _tail(path, lines=80):
@@ -360,7 +372,7 @@ def _drop_database(name):
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             [name],
         )
-        cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cr.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg2.sql.Identifier(name)))
     shutil.rmtree(config.filestore(name), ignore_errors=True)
 
 

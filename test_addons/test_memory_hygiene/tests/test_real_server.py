@@ -1,0 +1,274 @@
+"""memory_hygiene against a real ``odoo-bin``: prefork (2 HTTP workers, a cron worker, gevent),
+threaded (workers = 0) and ``odoo-bin shell``."""
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from odoo.tests import TransactionCase, tagged
+
+from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene.tests import harness
+from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
+
+TOKEN = "real-server-token-0123456789abcdef"
+SOFT_MB = 1024  # low enough to reach with one allocation, far above an idle worker
+HARD_MB = 4096
+
+
+@tagged("post_install", "-at_install")
+class TestRealServer(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.db = server_database()
+        with db_cursor(cls.db) as cr:
+            cr.execute("DELETE FROM memory_snapshot")  # left by other tests of this process
+            for key, value in (
+                ("memory_hygiene.endpoint_token", TOKEN),
+                ("memory_hygiene.snapshot_interval", "1"),
+            ):
+                cr.execute(
+                    "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    [key, value],
+                )
+            cr.execute(
+                "SELECT res_id FROM ir_model_data"
+                " WHERE module = 'memory_hygiene' AND name = 'ir_cron_memory_snapshot'"
+            )
+            cls.cron_id = cr.fetchone()[0]
+            cr.execute(
+                "UPDATE ir_cron SET interval_number = 1, interval_type = 'minutes',"
+                " nextcall = (now() AT TIME ZONE 'UTC') WHERE id = %s",
+                [cls.cron_id],
+            )
+        cls.server = OdooServer(
+            cls.db,
+            workers=2,
+            max_cron_threads=1,
+            limit_memory_soft=SOFT_MB * MIB,
+            limit_memory_hard=HARD_MB * MIB,
+        )
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+        wait_until(lambda: len(cls.server.pids().get("http", ())) == 2 and cls.server.pids().get("cron"), 60)
+
+    # ------------------------------------------------------------------ helpers
+
+    def query(self, sql, args=()):
+        with db_cursor(self.db) as cr:
+            cr.execute(sql, args)
+            return cr.fetchall() if cr.description else None
+
+    def run_cron_round(self):
+        """Make the cron worker run the sampling action now; ``{pid: kind}`` of its round."""
+        rounds = self.query("SELECT count(DISTINCT round_key) FROM memory_snapshot")[0][0]
+        self.query("UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = %s", [self.cron_id])
+
+        def new_round():
+            # The cron worker listens on the postgres database; a notification wakes it up.
+            with db_cursor("postgres") as cr:
+                cr.execute("NOTIFY cron_trigger, %s", [self.db])
+            return self.query("SELECT count(DISTINCT round_key) FROM memory_snapshot")[0][0] > rounds
+
+        wait_until(new_round, 120, 2, "a new sampling round of the cron worker")
+        [(key,)] = self.query(
+            "SELECT round_key FROM memory_snapshot WHERE round_key IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        return dict(self.query("SELECT pid, process_kind FROM memory_snapshot WHERE round_key = %s", [key]))
+
+    def token(self, path):
+        return self.server.get(path, headers={"X-Memory-Hygiene-Token": TOKEN})
+
+    def vms_mb(self, pid):
+        return psutil.Process(pid).memory_info().vms / MIB
+
+    # ------------------------------------------------------------------ tests
+
+    def test_snapshots_of_both_http_workers_and_of_the_cron_worker(self):
+        http_pids = set(self.server.pids()["http"])
+        # Two slow requests at once: each HTTP worker serves one, then samples itself.
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(lambda _i: self.server.get("/test_memory_hygiene/pid?sleep=2").json(), range(2))
+            )
+        self.assertEqual({a["pid"] for a in answers}, http_pids)
+        sampled = wait_until(
+            lambda: (
+                {row[0] for row in self.query("SELECT pid FROM memory_snapshot WHERE trigger = 'request'")}
+                >= http_pids
+                and self.query("SELECT pid, process_kind FROM memory_snapshot WHERE trigger = 'request'")
+            ),
+            60,
+            message="HTTP workers sampling themselves after a request",
+        )
+        self.assertEqual({kind for _pid, kind in sampled}, {"http"})
+
+        round_ = self.run_cron_round()
+        pids = self.server.pids()
+        self.assertEqual(
+            round_,
+            {pid: kind for kind, kind_pids in pids.items() for pid in kind_pids},
+            "the cron worker samples itself and every sibling, each with its kind",
+        )
+        cron_pid = pids["cron"][0]
+        [(rss, vms, soft, pct)] = self.query(
+            "SELECT rss_mb, vms_mb, soft_limit_mb, soft_limit_pct FROM memory_snapshot"
+            " WHERE pid = %s AND trigger = 'schedule' ORDER BY id DESC LIMIT 1",
+            [cron_pid],
+        )
+        self.assertGreater(vms, rss)
+        self.assertEqual(soft, SOFT_MB)
+        self.assertAlmostEqual(pct, vms * 100 / SOFT_MB, delta=5)
+        errors = [line for line in self.server.log().splitlines() if " ERROR " in line or "Traceback" in line]
+        self.assertEqual(errors, [], "sampling never fails silently")
+
+    def test_allocating_past_the_soft_limit_recycles_the_worker_and_the_recycle_is_recorded(self):
+        self.run_cron_round()
+        before = set(self.server.pids()["http"])
+        pid = self.allocate_to(SOFT_MB * 1.1)
+        self.assertIn(pid, before)
+        self.wait_for_two_http_workers_without(pid)
+        self.assertIn(f"Worker ({pid}) virtual memory limit", self.server.log())
+        [new_pid] = set(self.server.pids()["http"]) - before
+        round_ = self.run_cron_round()
+        self.assertEqual(round_[new_pid], "http")
+        recycled = self.query(
+            "SELECT pid, recycled_pid, process_kind FROM memory_snapshot"
+            " WHERE recycled_pid != 0 AND pid = %s",
+            [new_pid],
+        )
+        self.assertEqual(recycled, [(new_pid, pid, "http")])
+
+    def test_health_turns_503_while_a_process_is_above_the_warn_share(self):
+        response = self.token("/memory_hygiene/health")
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertEqual(response.json()["status"], "ok")
+        pid = self.allocate_to(SOFT_MB * 0.95)  # above the 90 % warn share, below the soft limit
+        self.assertGreater(self.vms_mb(pid), SOFT_MB * 0.9)
+        response = self.token("/memory_hygiene/health")
+        self.assertEqual(response.status_code, 503, response.text)
+        body = response.json()
+        self.assertEqual(body["status"], "warn")
+        self.assertEqual([(p["pid"], p["kind"]) for p in body["problems"]], [(pid, "http")])
+        self.assertIn("soft limit of 1024 MiB", body["problems"][0]["reason"])
+        self.allocate_to(SOFT_MB * 1.1, pid)  # recycled: the next tests find workers at rest
+        self.wait_for_two_http_workers_without(pid)
+
+    def test_metrics_parse_as_prometheus_text_and_list_every_worker(self):
+        response = self.server.get(f"/memory_hygiene/metrics?token={TOKEN}")
+        self.assertEqual(response.status_code, 200)
+        families = {family.name: family for family in text_string_to_metric_families(response.text)}
+        listed = {
+            (s.labels["kind"], int(s.labels["pid"]))
+            for s in families["memory_hygiene_process_rss_bytes"].samples
+        }
+        expected = {(kind, pid) for kind, pids in self.server.pids().items() for pid in pids}
+        self.assertEqual(listed, expected)
+        self.assertEqual({kind for kind, _pid in listed}, {"master", "http", "cron", "gevent"})
+        soft = {s.value for s in families["memory_hygiene_process_soft_limit_bytes"].samples}
+        self.assertEqual(soft, {SOFT_MB * MIB})
+
+    def test_endpoints_without_token_answer_403_and_nothing_else(self):
+        for path in (
+            "/memory_hygiene/health",
+            "/memory_hygiene/metrics",
+            "/memory_hygiene/metrics?token=nope",
+        ):
+            response = self.server.get(path)
+            self.assertEqual((response.status_code, response.content), (403, b""), path)
+
+    # ------------------------------------------------------------------ allocation
+
+    def allocate_to(self, target_mb, pid=None):
+        """Make an HTTP worker (``pid`` when given) hold memory until its virtual size is ``target_mb``."""
+        url = f"/test_memory_hygiene/allocate?target_mb={target_mb}" + (f"&pid={pid}" if pid else "")
+        for attempt in range(20):
+            # Requests go to whichever worker is free. Which one takes a request when
+            # both are idle depends on the kernel: every other attempt, keep one busy.
+            with ThreadPoolExecutor(1) as pool:
+                busy = (
+                    pool.submit(self.server.get, "/test_memory_hygiene/pid?sleep=1") if attempt % 2 else None
+                )
+                time.sleep(0.2)
+                response = self.server.get(url)
+                if busy:
+                    busy.result()
+            if response.status_code == 200:
+                return response.json()["pid"]
+        raise AssertionError(f"no HTTP worker {pid or ''} took the allocation")
+
+    def wait_for_two_http_workers_without(self, pid):
+        wait_until(
+            lambda: (
+                pid not in self.server.pids().get("http", ()) and len(self.server.pids().get("http", ())) == 2
+            ),
+            60,
+            message=f"worker {pid} replaced",
+        )
+
+
+@tagged("post_install", "-at_install")
+class TestOtherModes(TransactionCase):
+    def test_threaded_server_samples_itself_after_requests_and_from_its_cron_thread(self):
+        db = server_database()
+        with db_cursor(db) as cr:
+            cr.execute(
+                "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = ("
+                "SELECT res_id FROM ir_model_data"
+                " WHERE module = 'memory_hygiene' AND name = 'ir_cron_memory_snapshot')"
+            )
+        server = OdooServer(db, workers=0, max_cron_threads=1)
+        self.addCleanup(server.stop)
+        server.start()
+        [pid] = server.pids()["threaded"]
+        self.assertEqual(server.get("/test_memory_hygiene/pid").json()["pid"], pid)
+
+        def triggers():
+            with db_cursor("postgres") as cr:
+                cr.execute("NOTIFY cron_trigger, %s", [db])  # wakes the cron thread up
+            with db_cursor(db) as cr:
+                cr.execute("SELECT DISTINCT trigger, process_kind FROM memory_snapshot WHERE pid = %s", [pid])
+                found = set(cr.fetchall())
+            return found if {"request", "schedule"} <= {trigger for trigger, _kind in found} else None
+
+        found = wait_until(triggers, 120, 2, "snapshots of the threaded server")
+        self.assertEqual(found, {("request", "threaded"), ("schedule", "threaded")})
+
+    def test_odoo_bin_shell_samples_itself_as_other(self):
+        db = server_database()
+        code = (
+            "snapshots = env['memory.snapshot']._sample_round('manual')\n"
+            "print('SAMPLED', __import__('json').dumps([[s.pid, s.process_kind] for s in snapshots]))\n"
+            "env.cr.commit()\n"
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                compat.odoo_bin(),
+                "shell",
+                *compat.child_server_args(),
+                "-d",
+                db,
+                "--log-level=warn",
+            ],
+            input=code,
+            capture_output=True,
+            text=True,
+            env=harness._child_env(),
+            timeout=300,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        line = next(line for line in done.stdout.splitlines() if line.startswith("SAMPLED"))
+        [(pid, kind)] = json.loads(line.removeprefix("SAMPLED "))
+        self.assertEqual(kind, "other")
+        with db_cursor(db) as cr:
+            cr.execute("SELECT process_kind, trigger FROM memory_snapshot WHERE pid = %s", [pid])
+            self.assertEqual(cr.fetchall(), [("other", "manual")])

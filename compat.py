@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections import Counter
 
 import psutil
 
@@ -98,6 +99,150 @@ def server_info():
             _logger.debug("parent of the gevent process is gone", exc_info=True)
         return {"mode": "gevent", "root_pid": os.getpid()}
     return {"mode": "other", "root_pid": os.getpid()}
+
+
+#: Odoo options the config advisor reads.
+SERVER_OPTIONS = (
+    "workers",
+    "max_cron_threads",
+    "limit_memory_soft",
+    "limit_memory_hard",
+    "limit_memory_soft_gevent",
+    "limit_memory_hard_gevent",
+    "limit_time_cpu",
+    "limit_time_real",
+    "limit_time_real_cron",
+    "limit_request",
+    "proxy_mode",
+)
+
+
+def server_options():
+    """The running server's options that the config advisor reads.
+
+    The gevent limits are ``False`` when unset on 18.0 and ``None`` on 19.0:
+    both become ``None`` (the process then uses limit_memory_soft / hard).
+    """
+    options = {key: config.get(key) for key in SERVER_OPTIONS}
+    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent"):
+        options[key] = options[key] or None
+    return options
+
+
+def server_logfile():
+    """The log file every process of this server writes to (``--logfile``), or ``None``."""
+    return config.get("logfile") or None
+
+
+def evented():
+    """True in the gevent (long-polling / websocket) process."""
+    return bool(getattr(odoo, "evented", False))
+
+
+def ormcache_stats(registry, with_size=False):
+    """What ``SIGUSR1`` logs for ``registry``'s database, as data: ``(rows, usage)``.
+
+    ``rows``: one dict per ``@ormcache`` method with counters (see
+    ``core.cachestats.format_ormcache``); ``usage``: ``(cache name, entries,
+    capacity, bytes)`` per LRU. 18.0 counts per (model, method) in
+    ``odoo.tools.cache.STAT``; 19.0 per method in ``_COUNTERS``, adds
+    per-transaction counters, and can size the entries (what ``SIGUSR2`` logs;
+    ``with_size`` is ignored on 18.0, which cannot).
+    """
+    from odoo.tools import cache as cache_module
+
+    caches = registry._Registry__caches  # Odoo's own stats read this private mapping too
+    dbname = registry.db_name
+    if MAJOR >= 19:
+        return _ormcache_stats_19(cache_module, caches, dbname, with_size)
+    entries = {}
+    rows = []
+    for (db, model, method), stat in list(cache_module.STAT.items()):
+        if db != dbname:
+            continue
+        cache_name = stat.cache_name or "default"
+        if cache_name not in entries:
+            lru = caches.get(cache_name)
+            keys = list(lru.d) if lru is not None else []
+            entries[cache_name] = Counter(key[:2] for key in keys)
+        rows.append(
+            {
+                "cache": cache_name,
+                "method": f"{model}.{method.__name__}",
+                "entries": entries[cache_name][model, method],
+                "hit": stat.hit,
+                "miss": stat.miss,
+                "err": stat.err,
+                "gen_time": stat.gen_time,
+                "ratio": stat.ratio,
+            }
+        )
+    usage = [(name, len(lru), lru.count, 0) for name, lru in caches.items()]
+    return rows, usage
+
+
+def _ormcache_stats_19(cache_module, caches, dbname, with_size):
+    per_method = {}  # method -> [entries, size sum, size max]
+    usage = []
+    class_slots = {}
+    for name, lru in caches.items():
+        total = 0
+        for key, value in lru.snapshot.items():
+            method = key[1]
+            stats = per_method.setdefault(method, [0, 0, 0])
+            stats[0] += 1
+            if with_size:
+                size = cache_module.get_cache_size(
+                    (key, value), cache_info=method.__qualname__, class_slots=class_slots
+                )
+                total += size
+                stats[1] += size
+                stats[2] = max(stats[2], size)
+        usage.append((name, len(lru), lru.count, total))
+    rows = []
+    for (db, method), counter in list(cache_module._COUNTERS.items()):
+        if db != dbname:
+            continue
+        entries, size_sum, size_max = per_method.get(method, (0, 0, 0))
+        row = {
+            "cache": counter.cache_name or "default",
+            "method": method.__qualname__,
+            "entries": entries,
+            "hit": counter.hit,
+            "miss": counter.miss,
+            "err": counter.err,
+            "gen_time": counter.gen_time,
+            "ratio": counter.ratio,
+            "tx_ratio": counter.tx_ratio,
+            "tx_calls": counter.tx_calls,
+        }
+        if with_size:
+            row.update(size_sum=size_sum, size_max=size_max)
+        rows.append(row)
+    return rows, usage
+
+
+def ormcache_sizes():
+    """True where the ORM cache statistics can size the entries (19.0's ``SIGUSR2``)."""
+    return MAJOR >= 19
+
+
+def record_cache_counts(env):
+    """``[(model, field, cached values)]`` of the record cache of ``env``'s transaction.
+
+    18.0 keeps it in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
+    both key it by field, and a context-dependent field by context key first.
+    """
+    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
+    depends_context = env.registry.field_depends_context
+    counts = []
+    for field, field_cache in list(data.items()):
+        if field in depends_context:
+            count = sum(len(sub) for sub in list(field_cache.values()) if isinstance(sub, dict))
+        else:
+            count = len(field_cache)
+        counts.append((field.model_name, field.name, count))
+    return counts
 
 
 def odoo_bin():

@@ -8,3 +8,9 @@ from . import ir_cron
 from . import ir_actions_server
 from . import ir_http
 from . import res_config_settings
+from . import memory_diagnostics_line
+from . import memory_diagnostics
+from . import memory_diagnostics_process
+from . import memory_diagnostics_finding
+from . import memory_diagnostics_pg_figure
+from . import memory_diagnostics_pg_query

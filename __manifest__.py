@@ -20,6 +20,8 @@
         "views/memory_diagnostics_pg_query_views.xml",
         "views/memory_diagnostics_views.xml",
         "views/memory_snapshot_views.xml",
+        "views/memory_cron_run_views.xml",
+        "views/ir_cron_views.xml",
         "views/res_config_settings_views.xml",
     ],
     "assets": {

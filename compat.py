@@ -3,6 +3,7 @@
 The rest of the addon calls these helpers and never tests the version itself.
 """
 
+import contextlib
 import logging
 import os
 import sys
@@ -294,3 +295,121 @@ def record_cache_size(env):
 def ormcache_entries(registry):
     """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
     return sum(len(cache) for cache in registry._Registry__caches.values())
+
+
+#: 18.0's "Run Manually" (``method_direct_trigger``) runs the server action
+#: itself, without ``ir.cron._callback``; 19.0's goes through ``_process_job``,
+#: ``_run_job`` and ``_callback`` like a scheduled run.
+RUN_MANUALLY_SKIPS_CALLBACK = MAJOR < 19
+
+
+def is_test_cursor(cr):
+    """True for the test runner's cursor proxies (savepoints of the test's transaction)."""
+    if MAJOR >= 19:
+        from odoo.tests.test_cursor import TestCursor
+    else:
+        from odoo.sql_db import TestCursor
+    return isinstance(cr, TestCursor)
+
+
+@contextlib.contextmanager
+def independent_cursor(env):
+    """A cursor whose work is committed whatever happens to ``env.cr``'s transaction.
+
+    Normally a new cursor of the registry: its own transaction, committed when
+    the block ends. Under the test runner, ``cr.commit()`` must never reach the
+    database: with the registry in test mode (``run_cron_job``, HttpCase) the
+    registry's cursor is a test cursor, a savepoint of the test's transaction
+    that survives a rollback of the job's own test cursor; without it, a real
+    new transaction would escape the test's rollback (and wait on rows the test
+    has not committed), so the block runs in a savepoint of ``env.cr`` instead.
+    """
+    cr = env.registry.cursor()
+    if in_test_mode() and not is_test_cursor(cr):
+        cr.close()
+        with env.cr.savepoint(flush=False):
+            yield env.cr
+        return
+    with cr:
+        yield cr
+
+
+def autovacuum_result(env, done, more_left):
+    """What an ``@api.autovacuum`` method returns after removing ``done`` records.
+
+    19.0 calls the method again in the same run when it says more is left;
+    18.0 calls every method once per run, so the autovacuum job is triggered again.
+    """
+    if MAJOR >= 19:
+        return done, more_left
+    if more_left:
+        env.ref("base.autovacuum_job")._trigger()
+    return done
+
+
+def group_users(group):
+    """Every user in ``group``, implied memberships included.
+
+    18.0 writes implied groups into each user's groups (``users``); 19.0 keeps
+    explicit members in ``user_ids`` and all of them in ``all_user_ids``.
+    """
+    return group.all_user_ids if MAJOR >= 19 else group.users
+
+
+def process_cron_job(registry, cron_cr, cron_id):
+    """Run scheduled action ``cron_id`` now through Odoo's own job machinery, on ``cron_cr``.
+
+    What the cron worker does (acquire the job, ``_process_job``), for scripts
+    such as the benchmarks; the caller commits ``cron_cr``. Returns False when
+    the job could not be acquired (not ready, or run elsewhere).
+    """
+    cron_cr.execute(
+        "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') - interval '1 minute' WHERE id = %s",
+        [cron_id],
+    )
+    cron_cr.commit()
+    job = registry["ir.cron"]._acquire_one_job(cron_cr, cron_id)
+    if not job:
+        return False
+    if MAJOR >= 19:
+        registry["ir.cron"]._process_job(cron_cr, job)
+    else:
+        registry["ir.cron"]._process_job(registry.db_name, cron_cr, job)
+    return True
+
+
+def after_run_transaction(cr, func):
+    """Call ``func()`` once the transaction of a cron run on ``cr`` has ended; True if deferred.
+
+    18.0's ``ir.cron._callback`` returns with the run's transaction still open:
+    its record cache and pre-commit data (mail tracking values, ...) live until
+    ``_run_job`` commits, so ``func`` is called after that commit (or rollback,
+    or close: exactly once). 19.0's ``_callback`` has committed already, and the
+    test runner's cursors never run post-commit hooks: then nothing is deferred
+    and the caller calls ``func`` itself.
+    """
+    if MAJOR >= 19 or is_test_cursor(cr):
+        return False
+    called = []
+
+    def once():
+        if not called:
+            called.append(True)
+            func()
+
+    cr.postcommit.add(once)
+    cr.postrollback.add(once)
+    return True
+
+
+def release_run_cache(env):
+    """Empty the record cache that a finished cron run leaves in its transaction.
+
+    19.0's ``ir.cron._callback`` commits before it returns, and a commit empties
+    the record cache. 18.0's leaves it full until ``_run_job`` commits (or, for
+    "Run Manually", until the request ends): what the run cached is not what it
+    keeps, so the profiler empties it first on 18.0 (the run has flushed; the
+    commit that follows would empty it anyway).
+    """
+    if MAJOR < 19:
+        env.invalidate_all()

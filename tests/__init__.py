@@ -5,3 +5,5 @@ from . import test_harness
 from . import test_memory_snapshot
 from . import test_endpoints
 from . import test_diagnostics_server
+from . import test_cron_run
+from . import test_leak_report

@@ -3,9 +3,11 @@
 The rest of the addon calls these helpers and never tests the version itself.
 """
 
+import contextlib
 import logging
 import os
 import sys
+from collections import Counter
 
 import psutil
 
@@ -99,6 +101,150 @@ def server_info():
     return {"mode": "other", "root_pid": os.getpid()}
 
 
+#: Odoo options the config advisor reads.
+SERVER_OPTIONS = (
+    "workers",
+    "max_cron_threads",
+    "limit_memory_soft",
+    "limit_memory_hard",
+    "limit_memory_soft_gevent",
+    "limit_memory_hard_gevent",
+    "limit_time_cpu",
+    "limit_time_real",
+    "limit_time_real_cron",
+    "limit_request",
+    "proxy_mode",
+)
+
+
+def server_options():
+    """The running server's options that the config advisor reads.
+
+    The gevent limits are ``False`` when unset on 18.0 and ``None`` on 19.0:
+    both become ``None`` (the process then uses limit_memory_soft / hard).
+    """
+    options = {key: config.get(key) for key in SERVER_OPTIONS}
+    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent"):
+        options[key] = options[key] or None
+    return options
+
+
+def server_logfile():
+    """The log file every process of this server writes to (``--logfile``), or ``None``."""
+    return config.get("logfile") or None
+
+
+def evented():
+    """True in the gevent (long-polling / websocket) process."""
+    return bool(getattr(odoo, "evented", False))
+
+
+def ormcache_stats(registry, with_size=False):
+    """What ``SIGUSR1`` logs for ``registry``'s database, as data: ``(rows, usage)``.
+
+    ``rows``: one dict per ``@ormcache`` method with counters (see
+    ``core.cachestats.format_ormcache``); ``usage``: ``(cache name, entries,
+    capacity, bytes)`` per LRU. 18.0 counts per (model, method) in
+    ``odoo.tools.cache.STAT``; 19.0 per method in ``_COUNTERS``, adds
+    per-transaction counters, and can size the entries (what ``SIGUSR2`` logs;
+    ``with_size`` is ignored on 18.0, which cannot).
+    """
+    from odoo.tools import cache as cache_module
+
+    caches = registry._Registry__caches  # Odoo's own stats read this private mapping too
+    dbname = registry.db_name
+    if MAJOR >= 19:
+        return _ormcache_stats_19(cache_module, caches, dbname, with_size)
+    entries = {}
+    rows = []
+    for (db, model, method), stat in list(cache_module.STAT.items()):
+        if db != dbname:
+            continue
+        cache_name = stat.cache_name or "default"
+        if cache_name not in entries:
+            lru = caches.get(cache_name)
+            keys = list(lru.d) if lru is not None else []
+            entries[cache_name] = Counter(key[:2] for key in keys)
+        rows.append(
+            {
+                "cache": cache_name,
+                "method": f"{model}.{method.__name__}",
+                "entries": entries[cache_name][model, method],
+                "hit": stat.hit,
+                "miss": stat.miss,
+                "err": stat.err,
+                "gen_time": stat.gen_time,
+                "ratio": stat.ratio,
+            }
+        )
+    usage = [(name, len(lru), lru.count, 0) for name, lru in caches.items()]
+    return rows, usage
+
+
+def _ormcache_stats_19(cache_module, caches, dbname, with_size):
+    per_method = {}  # method -> [entries, size sum, size max]
+    usage = []
+    class_slots = {}
+    for name, lru in caches.items():
+        total = 0
+        for key, value in lru.snapshot.items():
+            method = key[1]
+            stats = per_method.setdefault(method, [0, 0, 0])
+            stats[0] += 1
+            if with_size:
+                size = cache_module.get_cache_size(
+                    (key, value), cache_info=method.__qualname__, class_slots=class_slots
+                )
+                total += size
+                stats[1] += size
+                stats[2] = max(stats[2], size)
+        usage.append((name, len(lru), lru.count, total))
+    rows = []
+    for (db, method), counter in list(cache_module._COUNTERS.items()):
+        if db != dbname:
+            continue
+        entries, size_sum, size_max = per_method.get(method, (0, 0, 0))
+        row = {
+            "cache": counter.cache_name or "default",
+            "method": method.__qualname__,
+            "entries": entries,
+            "hit": counter.hit,
+            "miss": counter.miss,
+            "err": counter.err,
+            "gen_time": counter.gen_time,
+            "ratio": counter.ratio,
+            "tx_ratio": counter.tx_ratio,
+            "tx_calls": counter.tx_calls,
+        }
+        if with_size:
+            row.update(size_sum=size_sum, size_max=size_max)
+        rows.append(row)
+    return rows, usage
+
+
+def ormcache_sizes():
+    """True where the ORM cache statistics can size the entries (19.0's ``SIGUSR2``)."""
+    return MAJOR >= 19
+
+
+def record_cache_counts(env):
+    """``[(model, field, cached values)]`` of the record cache of ``env``'s transaction.
+
+    18.0 keeps it in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
+    both key it by field, and a context-dependent field by context key first.
+    """
+    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
+    depends_context = env.registry.field_depends_context
+    counts = []
+    for field, field_cache in list(data.items()):
+        if field in depends_context:
+            count = sum(len(sub) for sub in list(field_cache.values()) if isinstance(sub, dict))
+        else:
+            count = len(field_cache)
+        counts.append((field.model_name, field.name, count))
+    return counts
+
+
 def odoo_bin():
     """Path of the ``odoo-bin`` of the running Odoo (next to the ``odoo`` package)."""
     # 19.0's ``odoo`` is a namespace package: no ``__file__``, only ``__path__``.
@@ -149,3 +295,121 @@ def record_cache_size(env):
 def ormcache_entries(registry):
     """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
     return sum(len(cache) for cache in registry._Registry__caches.values())
+
+
+#: 18.0's "Run Manually" (``method_direct_trigger``) runs the server action
+#: itself, without ``ir.cron._callback``; 19.0's goes through ``_process_job``,
+#: ``_run_job`` and ``_callback`` like a scheduled run.
+RUN_MANUALLY_SKIPS_CALLBACK = MAJOR < 19
+
+
+def is_test_cursor(cr):
+    """True for the test runner's cursor proxies (savepoints of the test's transaction)."""
+    if MAJOR >= 19:
+        from odoo.tests.test_cursor import TestCursor
+    else:
+        from odoo.sql_db import TestCursor
+    return isinstance(cr, TestCursor)
+
+
+@contextlib.contextmanager
+def independent_cursor(env):
+    """A cursor whose work is committed whatever happens to ``env.cr``'s transaction.
+
+    Normally a new cursor of the registry: its own transaction, committed when
+    the block ends. Under the test runner, ``cr.commit()`` must never reach the
+    database: with the registry in test mode (``run_cron_job``, HttpCase) the
+    registry's cursor is a test cursor, a savepoint of the test's transaction
+    that survives a rollback of the job's own test cursor; without it, a real
+    new transaction would escape the test's rollback (and wait on rows the test
+    has not committed), so the block runs in a savepoint of ``env.cr`` instead.
+    """
+    cr = env.registry.cursor()
+    if in_test_mode() and not is_test_cursor(cr):
+        cr.close()
+        with env.cr.savepoint(flush=False):
+            yield env.cr
+        return
+    with cr:
+        yield cr
+
+
+def autovacuum_result(env, done, more_left):
+    """What an ``@api.autovacuum`` method returns after removing ``done`` records.
+
+    19.0 calls the method again in the same run when it says more is left;
+    18.0 calls every method once per run, so the autovacuum job is triggered again.
+    """
+    if MAJOR >= 19:
+        return done, more_left
+    if more_left:
+        env.ref("base.autovacuum_job")._trigger()
+    return done
+
+
+def group_users(group):
+    """Every user in ``group``, implied memberships included.
+
+    18.0 writes implied groups into each user's groups (``users``); 19.0 keeps
+    explicit members in ``user_ids`` and all of them in ``all_user_ids``.
+    """
+    return group.all_user_ids if MAJOR >= 19 else group.users
+
+
+def process_cron_job(registry, cron_cr, cron_id):
+    """Run scheduled action ``cron_id`` now through Odoo's own job machinery, on ``cron_cr``.
+
+    What the cron worker does (acquire the job, ``_process_job``), for scripts
+    such as the benchmarks; the caller commits ``cron_cr``. Returns False when
+    the job could not be acquired (not ready, or run elsewhere).
+    """
+    cron_cr.execute(
+        "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') - interval '1 minute' WHERE id = %s",
+        [cron_id],
+    )
+    cron_cr.commit()
+    job = registry["ir.cron"]._acquire_one_job(cron_cr, cron_id)
+    if not job:
+        return False
+    if MAJOR >= 19:
+        registry["ir.cron"]._process_job(cron_cr, job)
+    else:
+        registry["ir.cron"]._process_job(registry.db_name, cron_cr, job)
+    return True
+
+
+def after_run_transaction(cr, func):
+    """Call ``func()`` once the transaction of a cron run on ``cr`` has ended; True if deferred.
+
+    18.0's ``ir.cron._callback`` returns with the run's transaction still open:
+    its record cache and pre-commit data (mail tracking values, ...) live until
+    ``_run_job`` commits, so ``func`` is called after that commit (or rollback,
+    or close: exactly once). 19.0's ``_callback`` has committed already, and the
+    test runner's cursors never run post-commit hooks: then nothing is deferred
+    and the caller calls ``func`` itself.
+    """
+    if MAJOR >= 19 or is_test_cursor(cr):
+        return False
+    called = []
+
+    def once():
+        if not called:
+            called.append(True)
+            func()
+
+    cr.postcommit.add(once)
+    cr.postrollback.add(once)
+    return True
+
+
+def release_run_cache(env):
+    """Empty the record cache that a finished cron run leaves in its transaction.
+
+    19.0's ``ir.cron._callback`` commits before it returns, and a commit empties
+    the record cache. 18.0's leaves it full until ``_run_job`` commits (or, for
+    "Run Manually", until the request ends): what the run cached is not what it
+    keeps, so the profiler empties it first on 18.0 (the run has flushed; the
+    commit that follows would empty it anyway).
+    """
+    if MAJOR < 19:
+        env.invalidate_all()

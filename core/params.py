@@ -55,6 +55,7 @@ PROFILE_FRAMES = PREFIX + "profile_frames"
 PROFILE_TOP_N = PREFIX + "profile_top_n"
 PROFILE_WINDOW = PREFIX + "profile_window"
 LEAK_THRESHOLD = PREFIX + "leak_threshold"
+PROFILE_RETENTION_DAYS = PREFIX + "profile_retention_days"
 # Leak report.
 REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
 REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
@@ -76,6 +77,7 @@ PARAMS = {
         _p("profile_top_n", "Profiler top N lines", int, 10, 1, 200),
         _p("profile_window", "Leak verdict window (runs)", int, 5, 2, 100),
         _p("leak_threshold", "Leak growth per run (MiB)", float, 0.5, 0.01, 1024 * 1024),
+        _p("profile_retention_days", "Profiled run retention (days)", int, 30, 1, 3650),
         _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
         _p("report_webhook_url", "Leak report webhook URL", str, ""),
     )

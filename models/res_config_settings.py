@@ -21,6 +21,7 @@ PARAM_FIELDS = {
     "memory_profile_top_n": params.PROFILE_TOP_N,
     "memory_profile_window": params.PROFILE_WINDOW,
     "memory_leak_threshold": params.LEAK_THRESHOLD,
+    "memory_profile_retention_days": params.PROFILE_RETENTION_DAYS,
     "memory_report_webhook_url": params.REPORT_WEBHOOK_URL,
 }
 
@@ -104,6 +105,12 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.LEAK_THRESHOLD,
         default=_default(params.LEAK_THRESHOLD),
     )
+    memory_profile_retention_days = fields.Integer(
+        string="Keep profiled runs (days)",
+        config_parameter=params.PROFILE_RETENTION_DAYS,
+        default=_default(params.PROFILE_RETENTION_DAYS),
+        help="Older runs are purged by the autovacuum; the last runs of the verdict window always stay.",
+    )
     memory_report_recipient_ids = fields.Many2many(
         "res.users",
         string="Leak report recipients",
@@ -161,3 +168,8 @@ class ResConfigSettings(models.TransientModel):
         self.ensure_one()
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, secrets.token_urlsafe(32))
         return {"type": "ir.actions.client", "tag": "reload"}
+
+    def action_memory_send_leak_report(self):
+        """Send the leak report now, with the settings as saved."""
+        self.ensure_one()
+        return self.env["memory.leak.report"].action_send_now()

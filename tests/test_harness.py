@@ -13,9 +13,18 @@ class TestHarness(TransactionCase):
         self.addCleanup(server.stop)
         server.start()
         self.assertEqual(server.get("/web/login").status_code, 200)
+
         # The gevent process serves too (it crash-loops when gevent cannot load its plugins).
-        gevent_login = requests.get(f"http://127.0.0.1:{server.gevent_port}/web/login", timeout=60)
-        self.assertEqual(gevent_login.status_code, 200)
+        # It starts a moment after the HTTP workers serve: wait for it, bounded.
+        def gevent_login():
+            try:
+                return requests.get(
+                    f"http://127.0.0.1:{server.gevent_port}/web/login", timeout=10
+                ).status_code
+            except requests.ConnectionError:
+                return None
+
+        self.assertEqual(wait_until(gevent_login, 60, message="the gevent process serves /web/login"), 200)
 
         expected = {"master": 1, "http": 2, "cron": 1, "gevent": 1}
 

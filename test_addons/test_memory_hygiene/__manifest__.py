@@ -7,6 +7,6 @@
     "website": "https://github.com/memory-hygiene/memory_hygiene",
     "license": "LGPL-3",
     "depends": ["memory_hygiene", "mail"],
-    "data": ["security/ir.model.access.csv"],
+    "data": ["security/ir.model.access.csv", "data/ir_cron_data.xml"],
     "installable": True,
 }

@@ -33,3 +33,15 @@ class TestMemoryBatchRecord(models.Model):
     def _touch(self):
         for record in self:
             record.value += 1
+
+    # The benchmark's "realistic cron" (benchmarks/bench_profiler.py): create,
+    # read and write ``count`` records, tracking and chatter on, as crons often do.
+    @api.model
+    def _cron_bench_realistic(self, count=5000):
+        records = self.create([{"name": f"bench {i}", "value": i} for i in range(count)])
+        total = sum(record.value for record in self.search([("id", "in", records.ids)]))
+        for record in records:
+            record.value += 1
+            record.state = "done"
+        self.env.flush_all()
+        return total

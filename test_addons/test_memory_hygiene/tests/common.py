@@ -42,6 +42,44 @@ class BatchCase(TransactionCase):
         _cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
         return self.Record.with_context(cron_id=cron.id, ir_cron_progress_id=progress.id), progress
 
+    def make_job_cron(self, method, **vals):
+        """A scheduled action calling ``test.memory.leak.job.<method>()``, run as root (see make_cron)."""
+        return self.env["ir.cron"].create(
+            {
+                "name": f"memory_hygiene test: {method}",
+                "model_id": self.env["ir.model"]._get_id("test.memory.leak.job"),
+                "state": "code",
+                "code": f"model.{method}()",
+                "user_id": self.env.ref("base.user_root").id,
+                "interval_number": 1,
+                "interval_type": "days",
+                "nextcall": fields.Datetime.now() - timedelta(minutes=1),
+                **vals,
+            }
+        )
+
+    def run_manually(self, cron):
+        """Press "Run Manually" (``method_direct_trigger``) as the current user.
+
+        In 19.0 it runs the job on a new cursor, as a scheduled run does: the
+        registry is put in test mode so that the cursor is the test's. In 18.0
+        the job runs on the caller's cursor; test mode makes the profiler's own
+        transaction a test cursor there too, as it would be a new cursor in a request.
+        """
+        self.env.flush_all()
+        registry = self.registry
+        if compat.MAJOR >= 19:
+            with self.enter_registry_test_mode():
+                result = cron.method_direct_trigger()
+        else:
+            registry.enter_test_mode(self.cr)
+            try:
+                result = cron.method_direct_trigger()
+            finally:
+                registry.leave_test_mode()
+        self.env.invalidate_all()
+        return result
+
     def run_cron_job(self, cron):
         """Run ``cron`` through Odoo's own job machinery (``ir.cron._process_job``).
 

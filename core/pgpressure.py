@@ -1,0 +1,133 @@
+"""PostgreSQL memory pressure: the OOM runbook's queries, and what their figures mean.
+
+The ORM layer runs these statements on the database's own cursor and shows the
+rows; a long query of *this* database can be cancelled (``pg_cancel_backend``:
+the query stops, the session and its transaction's other work stay). Nothing
+here terminates a backend: ``pg_terminate_backend`` is the runbook's last
+resort, for a human at a ``psql`` prompt.
+"""
+
+from .heap import human_size
+
+#: A query active for longer than this (seconds) is "long".
+LONG_QUERY_SECONDS = 30
+LONG_QUERY_LIMIT = 20
+
+SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_connections", "effective_cache_size")
+
+#: The statistics views are read once per transaction and then cached: start from fresh figures.
+CLEAR_SNAPSHOT = "SELECT pg_stat_clear_snapshot()"
+
+SESSIONS_BY_STATE = """
+    SELECT coalesce(state, 'unknown') AS state, count(*) AS sessions
+      FROM pg_stat_activity
+     WHERE datname = current_database()
+  GROUP BY state
+  ORDER BY count(*) DESC, state
+"""
+
+# clock_timestamp(), not now(): now() is the start of the page's own transaction.
+LONG_QUERIES = """
+    SELECT pid,
+           usename,
+           extract(epoch FROM clock_timestamp() - query_start) AS runtime,
+           wait_event_type,
+           wait_event,
+           left(query, 200) AS query
+      FROM pg_stat_activity
+     WHERE state = 'active'
+       AND datname = current_database()
+       AND pid <> pg_backend_pid()
+       AND clock_timestamp() - query_start > make_interval(secs => %s)
+  ORDER BY runtime DESC
+     LIMIT %s
+"""
+
+TEMP_FILES = """
+    SELECT datname, temp_files, temp_bytes
+      FROM pg_stat_database
+     WHERE datname IS NOT NULL
+  ORDER BY temp_bytes DESC, datname
+"""
+
+MEMORY_SETTINGS = """
+    SELECT name, setting, unit, current_setting(name) AS shown, short_desc
+      FROM pg_settings
+     WHERE name = ANY(%s)
+  ORDER BY name
+"""
+
+#: The backend may be cancelled only when it runs a query of this very database and is not ourselves.
+CANCELLABLE = """
+    SELECT pid, state, left(query, 200)
+      FROM pg_stat_activity
+     WHERE pid = %s
+       AND datname = current_database()
+       AND pid <> pg_backend_pid()
+"""
+
+CANCEL = "SELECT pg_cancel_backend(%s)"
+
+_UNITS = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def setting_bytes(setting, unit):
+    """A ``pg_settings`` value in bytes, ``None`` when it is not a size.
+
+    >>> setting_bytes("16384", "8kB"), setting_bytes("4096", "kB"), setting_bytes("100", None)
+    (134217728, 4194304, None)
+    """
+    if unit not in _UNITS:
+        return None
+    try:
+        return int(setting) * _UNITS[unit]
+    except (TypeError, ValueError):
+        return None
+
+
+def notes(settings, active, ram_bytes):
+    """What the settings and the live sessions say, in sentences.
+
+    ``settings``: ``{name: (setting, unit)}``; ``active``: sessions of this
+    database in state ``active``.
+
+    >>> for line in notes({"work_mem": ("65536", "kB"), "max_connections": ("500", None),
+    ...                    "shared_buffers": ("16384", "8kB")}, active=3, ram_bytes=8 * 1024**3):
+    ...     print(line[:64])
+    work_mem x max_connections = 31.2 GiB, more than the RAM (8.0 Gi
+    shared_buffers is 1.6 % of the RAM; about 25 % is the usual star
+    """
+    lines = []
+    work_mem = setting_bytes(*settings.get("work_mem", (None, None)))
+    try:
+        max_conn = int(settings.get("max_connections", (0, None))[0])
+    except (TypeError, ValueError):
+        max_conn = 0
+    if work_mem and max_conn and ram_bytes:
+        worst = work_mem * max_conn
+        if worst > ram_bytes:
+            lines.append(
+                f"work_mem x max_connections = {human_size(worst)}, more than the RAM"
+                f" ({human_size(ram_bytes)}):"
+                " many concurrent sorts or hashes can exhaust it (each query node may use work_mem)."
+            )
+        if active and work_mem * active * 4 > ram_bytes:
+            lines.append(
+                f"{active} active queries x 4 x work_mem already approach the RAM: lower work_mem for the"
+                " Odoo role, or the concurrency."
+            )
+    shared = setting_bytes(*settings.get("shared_buffers", (None, None)))
+    if shared and ram_bytes:
+        share = 100 * shared / ram_bytes
+        if share > 40:
+            lines.append(
+                f"shared_buffers is {share:.0f} % of the RAM: on a host shared with Odoo that leaves little"
+                " room"
+                " for the workers and the page cache."
+            )
+        elif share < 5:
+            lines.append(
+                f"shared_buffers is {share:.1f} % of the RAM; about 25 % is the usual starting point on a"
+                " dedicated host."
+            )
+    return lines

@@ -1,0 +1,174 @@
+"""Which signal the diagnostics may send to which process, and why not.
+
+Diagnostics never send a signal anywhere but to a process of this Odoo server's
+own tree (:mod:`core.proctree`), and only to Odoo processes in it: the master,
+its HTTP and cron workers and the gevent process (or the single threaded
+process). Not pid 1, not PostgreSQL, not a program a worker started (a
+``wkhtmltopdf``, a ``sleep``), not any unrelated pid: Odoo often runs as a user
+that could signal all of them, and in a container as root.
+
+Actions, and the signal each one sends:
+
+- ``stacks``: ``SIGQUIT``; every Odoo process logs its threads' stacks
+  (``odoo.tools.misc.dumpstacks``).
+- ``orm_stats``: ``SIGUSR1``; every Odoo process logs its ORM cache statistics
+  (``odoo.tools.cache.log_ormcache_stats``).
+- ``recycle``: a worker stops after its current request and the master forks a
+  fresh one. For HTTP and cron workers that is ``SIGINT``: Odoo's
+  ``Worker.signal_handler`` sets ``alive = False`` and the work loop ends after
+  the request, which is also what the master sends for a graceful stop.
+  ``SIGTERM`` is *not* graceful there: workers reset it to ``SIG_DFL`` and die
+  on the spot, in the middle of their request. The gevent process has no
+  graceful signal; it recycles itself with ``SIGTERM`` when it passes its soft
+  limit (``GeventServer.process_limits``), so a recycle sends the same. The
+  master is never recycled (that stops the whole server), nor the single
+  process of a threaded server.
+"""
+
+import os
+import signal
+from dataclasses import dataclass
+
+import psutil
+
+from . import proctree
+
+STACKS = "stacks"
+ORM_STATS = "orm_stats"
+RECYCLE = "recycle"
+ACTIONS = (STACKS, ORM_STATS, RECYCLE)
+
+#: Kinds that are Odoo processes (``other`` is ``odoo-bin shell`` or a script).
+ODOO_KINDS = (
+    proctree.MASTER,
+    proctree.HTTP,
+    proctree.CRON,
+    proctree.GEVENT,
+    proctree.THREADED,
+    proctree.WORKER,
+)
+_RECYCLE_SIGNALS = {
+    proctree.HTTP: signal.SIGINT,
+    proctree.CRON: signal.SIGINT,
+    proctree.WORKER: signal.SIGINT,
+    proctree.GEVENT: signal.SIGTERM,
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says about one action on one pid.
+
+    ``signum`` is the signal to send when ``allowed``; ``reason`` says why not
+    otherwise (a sentence meant for the admin).
+    """
+
+    pid: int
+    action: str
+    allowed: bool
+    signum: int | None = None
+    kind: str | None = None
+    reason: str = ""
+
+    @property
+    def signal_name(self):
+        return signal.Signals(self.signum).name if self.signum else ""
+
+
+def decide(pid, action, root_pid, mode):  # noqa: PLR0911 - one refusal per rule, each with its reason
+    """The decision for ``action`` on ``pid``, for the server rooted at ``root_pid`` in ``mode``.
+
+    >>> decide(1, STACKS, os.getpid(), "prefork").reason
+    'pid 1 is the init process of this host or container: memory_hygiene never signals it.'
+    >>> decide(os.getpid(), "kill", os.getpid(), "prefork").reason
+    "Unknown action 'kill': use one of stacks, orm_stats, recycle."
+    """
+    if action not in ACTIONS:
+        return _refuse(pid, action, f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return _refuse(0, action, f"{pid!r} is not a process id.")
+    if pid <= 1:
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} is the init process of this host or container: memory_hygiene never signals it.",
+        )
+    try:
+        target = psutil.Process(pid)
+        name = target.name()
+    except psutil.Error:
+        return _refuse(pid, action, f"There is no process {pid} on this host (any more).")
+    members = dict((proc.pid, (proc, kind)) for proc, kind in proctree.server_processes(root_pid, mode))
+    if pid not in members:
+        what = " It is a PostgreSQL process." if _is_postgres(target, name) else ""
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} ({name}) is not a process of this Odoo server (its root is pid {root_pid}).{what}"
+            " memory_hygiene only signals this server's own processes.",
+        )
+    proc, kind = members[pid]
+    if not _is_odoo_process(proc, pid, members.get(root_pid, (None, None))[0], root_pid):
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} ({name}) belongs to this server's process tree but is not an Odoo process"
+            " (a program started by a worker): refused.",
+        )
+    if kind not in ODOO_KINDS:
+        return _refuse(pid, action, f"pid {pid} is an Odoo process of kind {kind!r}, not a server process.")
+    if action == STACKS:
+        return Decision(pid, action, True, signal.SIGQUIT, kind)
+    if action == ORM_STATS:
+        return Decision(pid, action, True, signal.SIGUSR1, kind)
+    if kind == proctree.MASTER:
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} is the master: recycling it would stop the whole server."
+            " Restart the service instead, or recycle its workers one by one.",
+            kind,
+        )
+    if kind == proctree.THREADED:
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} is the only process of this threaded server (workers = 0): recycling it would"
+            " stop the server. Run with workers >= 1 to have workers that can be recycled.",
+            kind,
+        )
+    return Decision(pid, action, True, _RECYCLE_SIGNALS[kind], kind)
+
+
+def send(decision):
+    """Send the decided signal; raise ``PermissionError`` when the decision refused it."""
+    if not decision.allowed:
+        raise PermissionError(decision.reason)
+    os.kill(decision.pid, decision.signum)
+
+
+def _refuse(pid, action, reason, kind=None):
+    return Decision(pid, action, False, None, kind, reason)
+
+
+def _is_postgres(process, name):
+    try:
+        return name.startswith("postgres") or "postgres" in os.path.basename(process.exe() or "")
+    except psutil.Error:
+        return name.startswith("postgres")
+
+
+def _is_odoo_process(proc, pid, root, root_pid):
+    """The root itself, or a direct child of it running the same program (a fork or the gevent process)."""
+    if pid == root_pid:
+        return True
+    try:
+        if proc.ppid() != root_pid:
+            return False
+        if root is None:
+            return False
+        return proc.exe() == root.exe()
+    except psutil.Error:
+        return False

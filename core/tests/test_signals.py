@@ -1,0 +1,105 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from core import proctree, signals
+
+
+@pytest.fixture
+def sleeper():
+    """A child process that is not Odoo: ``sleep 30``."""
+    proc = subprocess.Popen(["sleep", "30"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def python_child():
+    """A child running the same interpreter as this process: what a forked worker looks like."""
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGQUIT, lambda *a: print('dumped', flush=True))\n"
+        "time.sleep(30)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_pid_1_is_refused_for_every_action():
+    for action in signals.ACTIONS:
+        decision = signals.decide(1, action, os.getpid(), "prefork")
+        assert not decision.allowed
+        assert "init process" in decision.reason
+
+
+def test_non_odoo_child_is_refused_and_not_signalled(sleeper):
+    root = os.getpid()
+    # In the tree of a prefork "master" (this process) but not an Odoo process.
+    assert proctree.is_server_process(sleeper.pid, root, "prefork")
+    for action in signals.ACTIONS:
+        decision = signals.decide(sleeper.pid, action, root, "prefork")
+        assert not decision.allowed, action
+        assert "not an Odoo process" in decision.reason
+        with pytest.raises(PermissionError):
+            signals.send(decision)
+    # threaded: the single process only
+    decision = signals.decide(sleeper.pid, signals.STACKS, root, "threaded")
+    assert "not a process of this Odoo server" in decision.reason
+    assert sleeper.poll() is None, "still running: nothing was sent"
+
+
+def test_unrelated_process_is_refused():
+    parent = os.getppid()
+    decision = signals.decide(parent, signals.STACKS, os.getpid(), "prefork")
+    assert not decision.allowed
+    assert f"pid {parent}" in decision.reason
+
+
+def test_postgres_is_named_in_the_refusal():
+    backends = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+    if not backends:
+        pytest.skip("no PostgreSQL process on this host")
+    decision = signals.decide(backends[0].pid, signals.ORM_STATS, os.getpid(), "prefork")
+    assert not decision.allowed
+    assert "PostgreSQL" in decision.reason
+
+
+def test_vanished_pid_and_nonsense():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert "no process" in signals.decide(proc.pid, signals.STACKS, os.getpid(), "prefork").reason
+    assert not signals.decide("abc", signals.STACKS, os.getpid(), "prefork").allowed
+    assert "Unknown action" in signals.decide(os.getpid(), "kill", os.getpid(), "prefork").reason
+
+
+def test_same_program_child_gets_the_actions_signals(python_child):
+    root = os.getpid()
+    stacks = signals.decide(python_child.pid, signals.STACKS, root, "prefork")
+    assert stacks.allowed and stacks.signum == signal.SIGQUIT and stacks.kind == "worker"
+    assert signals.decide(python_child.pid, signals.ORM_STATS, root, "prefork").signum == signal.SIGUSR1
+    recycle = signals.decide(python_child.pid, signals.RECYCLE, root, "prefork")
+    assert recycle.allowed and recycle.signum == signal.SIGINT, "graceful: Worker.signal_handler"
+    time.sleep(0.3)  # let the child install its handler
+    signals.send(stacks)
+    assert python_child.stdout.readline().strip() == "dumped"
+
+
+def test_master_and_threaded_process_are_never_recycled():
+    root = os.getpid()
+    master = signals.decide(root, signals.RECYCLE, root, "prefork")
+    assert not master.allowed and "master" in master.reason
+    threaded = signals.decide(root, signals.RECYCLE, root, "threaded")
+    assert not threaded.allowed and "threaded" in threaded.reason
+    # but they may dump their stacks
+    assert signals.decide(root, signals.STACKS, root, "prefork").allowed
+    assert signals.decide(root, signals.STACKS, root, "threaded").allowed
+    # a shell or script is no server process
+    assert not signals.decide(root, signals.STACKS, root, "other").allowed

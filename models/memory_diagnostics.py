@@ -1,0 +1,361 @@
+import logging
+import os
+import socket
+import sys
+from datetime import datetime, timezone
+
+import psutil
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError
+
+from .. import compat
+from ..core import advisor, cachestats, heap, params, pgpressure, procinfo, proctree, stacks
+
+_logger = logging.getLogger(__name__)
+
+MIB = heap.MIB
+
+
+class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-models
+    """Settings > Technical > Memory Hygiene > Diagnostics: one page per visit.
+
+    What ``kill -QUIT`` and ``kill -USR1`` give, and more, without a shell on the
+    host: the server's processes (with actions on each), the worker that answers
+    (stacks, ORM caches, heap, gc, tracemalloc), the config advisor and
+    PostgreSQL's memory pressure. The logic lives in ``core``; the lines are
+    transient records of their own models, rebuilt by :meth:`action_refresh`.
+    They live in ``models/`` with the rest (one model per file, as in
+    ``database_cleanup``), hence the pylint-odoo ``no-wizard-in-models`` disables.
+    """
+
+    _name = "memory.diagnostics"
+    _description = "Memory diagnostics"
+    _rec_name = "host"
+
+    host = fields.Char(readonly=True)
+    server_mode = fields.Selection(
+        [
+            ("prefork", "Prefork (workers)"),
+            ("threaded", "Threaded (workers = 0)"),
+            ("gevent", "Gevent (standalone)"),
+            ("other", "Shell or script"),
+        ],
+        readonly=True,
+    )
+    root_pid = fields.Integer(string="Server root pid", readonly=True)
+    worker_pid = fields.Integer(string="Answered by pid", readonly=True)
+    worker_kind = fields.Char(string="Answered by kind", readonly=True)
+    answered_by = fields.Char(compute="_compute_answered_by", help="The process that built this page.")
+    cpu_count = fields.Integer(string="CPUs", readonly=True)
+    ram_mb = fields.Float(string="RAM (MiB)", digits=(16, 0), readonly=True)
+    limit_memory_soft_mb = fields.Float(string="Soft limit (MiB)", digits=(16, 0), readonly=True)
+    limit_memory_hard_mb = fields.Float(string="Hard limit (MiB)", digits=(16, 0), readonly=True)
+    logfile = fields.Char(string="Server log file", readonly=True)
+    refreshed_at = fields.Datetime(readonly=True)
+
+    output_title = fields.Char(readonly=True)
+    output = fields.Text(readonly=True)
+    tracemalloc_state = fields.Char(string="tracemalloc", compute="_compute_tracemalloc_state")
+
+    process_ids = fields.One2many("memory.diagnostics.process", "diagnostics_id", string="Processes")
+    finding_ids = fields.One2many("memory.diagnostics.finding", "diagnostics_id", string="Findings")
+    pg_query_ids = fields.One2many("memory.diagnostics.pg.query", "diagnostics_id", string="Long queries")
+    pg_session_ids = fields.One2many(
+        "memory.diagnostics.pg.figure",
+        "diagnostics_id",
+        string="Sessions by state",
+        domain=[("section", "=", "session")],
+    )
+    pg_temp_ids = fields.One2many(
+        "memory.diagnostics.pg.figure",
+        "diagnostics_id",
+        string="Temporary files",
+        domain=[("section", "=", "temp")],
+    )
+    pg_setting_ids = fields.One2many(
+        "memory.diagnostics.pg.figure",
+        "diagnostics_id",
+        string="Memory settings",
+        domain=[("section", "=", "setting")],
+    )
+    pg_notes = fields.Text(string="PostgreSQL notes", readonly=True)
+    long_query_seconds = fields.Integer(default=pgpressure.LONG_QUERY_SECONDS, readonly=True)
+
+    # ------------------------------------------------------------------
+    # Access: Settings admins only, also for calls that read no field
+    # ------------------------------------------------------------------
+    @api.model
+    def _check_admin(self):
+        if not self.env.is_system():
+            raise AccessError(self.env._("Memory diagnostics are for Settings administrators only."))
+
+    @api.model
+    def action_open(self):
+        """Create a page, fill it, and open it (the menu's server action)."""
+        self._check_admin()
+        page = self.create({})
+        page.action_refresh()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Memory Diagnostics"),
+            "res_model": self._name,
+            "res_id": page.id,
+            "views": [(False, "form")],
+            "target": "current",
+        }
+
+    # ------------------------------------------------------------------
+    # Refresh: processes, advisor, PostgreSQL
+    # ------------------------------------------------------------------
+    def action_refresh(self):
+        self._check_admin()
+        for page in self:
+            info = compat.server_info()
+            options = compat.server_options()
+            soft, hard = advisor.limits_for(options, proctree.HTTP)
+            page.write(
+                {
+                    "host": socket.gethostname(),
+                    "server_mode": info["mode"],
+                    "root_pid": info["root_pid"],
+                    "worker_pid": os.getpid(),
+                    "worker_kind": proctree.own_kind(info["mode"], info["root_pid"]),
+                    "cpu_count": psutil.cpu_count() or 1,
+                    "ram_mb": psutil.virtual_memory().total / MIB,
+                    "limit_memory_soft_mb": soft / MIB,
+                    "limit_memory_hard_mb": hard / MIB,
+                    "logfile": compat.server_logfile() or False,
+                    "refreshed_at": fields.Datetime.now(),
+                }
+            )
+            figures = page._refresh_processes(info, options)
+            page._refresh_findings(options, figures)
+            page._refresh_postgres()
+
+    def _refresh_processes(self, info, options):
+        self.process_ids.unlink()
+        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
+        warn_share = params.read(icp.get_param, params.WARN_SHARE)
+        worker = proctree.current_worker()
+        figures = []
+        for proc, kind in proctree.server_processes(info["root_pid"], info["mode"]):
+            soft, _hard = advisor.limits_for(options, kind)
+            described = procinfo.describe(proc, kind, soft_limit=0 if kind == proctree.MASTER else soft)
+            if described:
+                if proc.pid == os.getpid() and worker is not None:
+                    described["requests"] = str(worker.request_count)
+                figures.append(described)
+        self._requests_from_snapshots(figures)
+        self.env["memory.diagnostics.process"].create(
+            [self.env["memory.diagnostics.process"]._values_from(self, fig, warn_share) for fig in figures]
+        )
+        return figures
+
+    def _requests_from_snapshots(self, figures):
+        """Requests served by the other workers, as their latest snapshot (memory.snapshot) says."""
+        others = [fig for fig in figures if fig.get("requests") is None]
+        if not others:
+            return
+        oldest = min(fig["started"] for fig in others)
+        rows = self.env["memory.snapshot"].search_read(
+            [
+                ("host", "=", socket.gethostname()),
+                ("pid", "in", [fig["pid"] for fig in others]),
+                ("requests_count", ">", 0),
+                ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
+            ],
+            ["pid", "date", "requests_count"],
+            order="date desc",
+        )
+        now = fields.Datetime.now()
+        for fig in others:
+            started = datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None)
+            # The latest snapshot taken since this very process started (a pid can be reused).
+            row = next((r for r in rows if r["pid"] == fig["pid"] and r["date"] >= started), None)
+            if row:
+                fig["requests"] = self.env._(
+                    "%(count)s (snapshot %(age)s ago)",
+                    count=row["requests_count"],
+                    age=procinfo.age_text((now - row["date"]).total_seconds()),
+                )
+
+    def _refresh_findings(self, options, figures):
+        self.finding_ids.unlink()
+        live = {}
+        for fig in figures:
+            live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
+        findings = advisor.advise(options, psutil.cpu_count() or 1, psutil.virtual_memory().total, live)
+        self.env["memory.diagnostics.finding"].create(
+            [
+                {
+                    "diagnostics_id": self.id,
+                    "sequence": index,
+                    "level": finding.level,
+                    "code": finding.code,
+                    "title": finding.title,
+                    "advice": finding.advice,
+                }
+                for index, finding in enumerate(findings)
+            ]
+        )
+
+    def _refresh_postgres(self):
+        self.pg_query_ids.unlink()
+        self.env["memory.diagnostics.pg.figure"].search([("diagnostics_id", "=", self.id)]).unlink()
+        cr = self.env.cr
+        figures = []
+        cr.execute(pgpressure.CLEAR_SNAPSHOT)
+        cr.execute(pgpressure.SESSIONS_BY_STATE)
+        active = 0
+        for state, count in cr.fetchall():
+            active += count if state == "active" else 0
+            figures.append({"section": "session", "name": state, "value": str(count)})
+        cr.execute(pgpressure.TEMP_FILES)
+        for datname, temp_files, temp_bytes in cr.fetchall():
+            figures.append(
+                {
+                    "section": "temp",
+                    "name": datname,
+                    "value": heap.human_size(temp_bytes or 0),
+                    "detail": self.env._("%(files)s temporary files", files=temp_files),
+                    "is_current": datname == cr.dbname,
+                }
+            )
+        cr.execute(pgpressure.MEMORY_SETTINGS, [list(pgpressure.SETTINGS)])
+        settings = {}
+        for name, setting, unit, shown, short_desc in cr.fetchall():
+            settings[name] = (setting, unit)
+            figures.append({"section": "setting", "name": name, "value": shown, "detail": short_desc})
+        self.env["memory.diagnostics.pg.figure"].create(
+            [{**fig, "diagnostics_id": self.id} for fig in figures]
+        )
+        cr.execute(pgpressure.LONG_QUERIES, [self.long_query_seconds, pgpressure.LONG_QUERY_LIMIT])
+        self.env["memory.diagnostics.pg.query"].create(
+            [
+                {
+                    "diagnostics_id": self.id,
+                    "backend_pid": pid,
+                    "usename": usename,
+                    "runtime": runtime,
+                    "wait_event_type": wait_event_type,
+                    "wait_event": wait_event,
+                    "query": query,
+                }
+                for pid, usename, runtime, wait_event_type, wait_event, query in cr.fetchall()
+            ]
+        )
+        notes = pgpressure.notes(settings, active, psutil.virtual_memory().total)
+        self.pg_notes = "\n".join(notes) or False
+
+    def action_refresh_postgres(self):
+        self._check_admin()
+        for page in self:
+            page._refresh_postgres()
+
+    # ------------------------------------------------------------------
+    # This worker: output shown in the page and logged
+    # ------------------------------------------------------------------
+    def _show(self, title, text):
+        """Put ``text`` in the page under ``title`` and log it: what the signal would have logged."""
+        self.ensure_one()
+        info = compat.server_info()
+        kind = proctree.own_kind(info["mode"], info["root_pid"])
+        heading = self.env._(
+            "%(title)s, pid %(pid)s (%(kind)s) on %(host)s",
+            title=title,
+            pid=os.getpid(),
+            kind=kind,
+            host=socket.gethostname(),
+        )
+        _logger.info("%s, asked by %s:\n%s", heading, self.env.user.login, text)
+        self.write({"output_title": heading, "output": text})
+
+    def action_dump_stacks(self):
+        self._check_admin()
+        greenlets = stacks.live_greenlets() if compat.evented() else ()
+        self._show(self.env._("Thread stacks"), stacks.dump(sys._current_frames(), greenlets=greenlets))
+
+    def action_orm_stats(self):
+        self._check_admin()
+        with_size = compat.ormcache_sizes()
+        rows, usage = compat.ormcache_stats(self.env.registry, with_size=with_size)
+        text = cachestats.format_ormcache(self.env.cr.dbname, rows, usage, with_size=with_size)
+        text += "\n\n" + cachestats.format_record_cache(compat.record_cache_counts(self.env))
+        self._show(self.env._("ORM cache statistics"), text)
+
+    def action_heap_summary(self):
+        self._check_admin()
+        rows = heap.top_types(limit=30)
+        self._show(self.env._("Python heap: top types by size (pympler)"), heap.format_top_types(rows))
+
+    def action_collect(self):
+        self._check_admin()
+        self._show(self.env._("Garbage collection and malloc_trim(0)"), heap.format_collect(heap.collect()))
+
+    def action_clear_caches(self):
+        self._check_admin()
+        _rows, before = compat.ormcache_stats(self.env.registry)
+        self.env.registry.clear_all_caches()
+        _rows, after = compat.ormcache_stats(self.env.registry)
+        lines = [
+            self.env._(
+                "All ORM caches of database %(db)s cleared in this worker; the other workers clear theirs at"
+                " their next request (Odoo's cache invalidation signalling).",
+                db=self.env.cr.dbname,
+            ),
+            "",
+        ]
+        lines += [
+            f"{name:>25}: {count_before:6d} -> {count_after:6d} entries"
+            for (name, count_before, _c, _s), (_n, count_after, _c2, _s2) in zip(before, after, strict=True)
+        ]
+        self._show(self.env._("Clear the ORM caches"), "\n".join(lines))
+
+    def _profile_settings(self):
+        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
+        return params.read(icp.get_param, params.PROFILE_FRAMES), params.read(
+            icp.get_param, params.PROFILE_TOP_N
+        )
+
+    def action_tracemalloc_start(self):
+        self._check_admin()
+        frames, _top_n = self._profile_settings()
+        self._show(self.env._("tracemalloc: start"), heap.TRACER.start(frames))
+
+    def action_tracemalloc_snapshot(self):
+        self._check_admin()
+        _frames, top_n = self._profile_settings()
+        text = heap.TRACER.snapshot(top_n=top_n)
+        if text is None:
+            text = self.env._(
+                "tracemalloc is not tracing in this worker (pid %(pid)s). With several HTTP workers, each"
+                " request"
+                " may land on another worker: start tracing, then snapshot until the answer comes from the"
+                " worker that traces, or use workers = 0 on a test server.",
+                pid=os.getpid(),
+            )
+        self._show(self.env._("tracemalloc: snapshot"), text)
+
+    def action_tracemalloc_stop(self):
+        self._check_admin()
+        self._show(self.env._("tracemalloc: stop"), heap.TRACER.stop())
+
+    @api.depends("worker_pid", "worker_kind")
+    def _compute_answered_by(self):
+        for page in self:
+            page.answered_by = f"pid {page.worker_pid} ({page.worker_kind})" if page.worker_pid else False
+
+    @api.depends("host")
+    def _compute_display_name(self):
+        for page in self:
+            page.display_name = self.env._("Diagnostics of %(host)s", host=page.host or "?")
+
+    def _compute_tracemalloc_state(self):
+        # The state of the process that reads the page: no stored dependency.
+        if heap.TRACER.tracing:
+            state = self.env._("tracing in pid %(pid)s", pid=os.getpid())
+        else:
+            state = self.env._("off in pid %(pid)s", pid=os.getpid())
+        for page in self:
+            page.tracemalloc_state = state

@@ -1,0 +1,248 @@
+import logging
+import pathlib
+import tracemalloc
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.exceptions import AccessError, ValidationError
+from odoo.tests import new_test_user, tagged
+
+from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene.core import leakprof, params
+from odoo.addons.memory_hygiene.models import ir_cron as profiler
+
+from ..models import test_memory_leak_job as jobs
+from .common import BatchCase
+
+PROFILER_LOGGER = profiler.__name__
+ODOO_CRON_LOGGER = "odoo.addons.base.models.ir_cron"
+
+
+def _line_of(text):
+    """File and line number of the first line of the test jobs' module containing ``text``."""
+    path = pathlib.Path(jobs.__file__)
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return str(path), number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
+class ProfilerCase(BatchCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.icp = cls.env["ir.config_parameter"].sudo()
+        cls.window = params.PARAMS[params.PROFILE_WINDOW].default
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(jobs.LEAK.clear)
+        self.addCleanup(jobs.TRACING_SEEN.clear)
+        self.assertFalse(tracemalloc.is_tracing(), "nothing traces before the test")
+
+    def runs(self, cron):
+        return self.env["memory.cron.run"].search([("cron_id", "=", cron.id)], order="start, id")
+
+    def run_job(self, cron, times=1):
+        for _ in range(times):
+            self.run_cron_job(cron)
+        self.assertFalse(tracemalloc.is_tracing(), "the profiler stops the tracing it started")
+
+
+@tagged("post_install", "-at_install")
+class TestLeakProfiler(ProfilerCase):
+    def test_appending_cron_is_leaking_and_names_the_line(self):
+        cron = self.make_job_cron("_job_leak", memory_profile=True)
+        leak_file, leak_line = _line_of("LEAK.append(")
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO) as logs:
+            for run in range(1, self.window + 1):
+                self.run_job(cron)
+                expected = "leaking" if run == self.window else "unknown"
+                self.assertEqual(cron.memory_leak_state, expected, f"after {run} runs")
+        runs = self.runs(cron)
+        self.assertEqual(len(runs), self.window)
+        self.assertEqual(cron.memory_profile_runs, self.window)
+        for run in runs:
+            self.assertEqual(run.state, "ok")
+            self.assertEqual(
+                run.top_site, f"{leak_file}:{leak_line}", "the top allocation is the appending line"
+            )
+            top = run.line_ids.sorted("rank")[0]
+            self.assertEqual((top.file, top.line), (leak_file, leak_line))
+            self.assertAlmostEqual(top.size_diff_kb, 1024, delta=16)
+            self.assertGreaterEqual(top.count_diff, 1)
+            self.assertAlmostEqual(run.traced_growth_mb, 1, delta=0.25)
+            self.assertGreater(run.rss_before_mb, 0)
+            self.assertGreater(run.rss_after_gc_mb, 0)
+            self.assertGreater(run.fds_after, 0)
+            self.assertEqual(run.frames, 1)
+        # The article's log line, for each run.
+        article_line = f"{leak_file}:{leak_line}: size="
+        self.assertEqual(sum(article_line in out for out in logs.output), self.window)
+        self.assertTrue(any(" (+1.0 MiB), count=" in out for out in logs.output))
+        self.assertIn("leaking", logs.output[-1], "the verdict is logged when it turns to leaking")
+        self.assertIn("every run keeps memory", cron.memory_leak_reason)
+
+    def test_freeing_cron_stays_healthy(self):
+        cron = self.make_job_cron("_job_churn", memory_profile=True)
+        self.run_job(cron, self.window)
+        self.assertEqual(cron.memory_leak_state, "healthy", cron.memory_leak_reason)
+        runs = self.runs(cron)
+        self.assertEqual(len(runs), self.window)
+        self.assertTrue(all(abs(run.traced_growth_mb) < 0.25 for run in runs))
+        self.assertTrue(all(run.traced_peak_mb >= 8 for run in runs), "the peak shows the 8 MiB it freed")
+
+    def test_the_record_cache_of_the_run_is_not_kept_memory(self):
+        """What the run cached goes with its transaction (18.0 empties it before Odoo's commit does)."""
+        cron = self.make_job_cron("_job_fill_cache", memory_profile=True)
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO):
+            self.run_job(cron)
+        run = self.runs(cron)
+        self.assertGreater(run.record_cache_size, 2000 * 3, "the cache was full when the action returned")
+        self.assertGreater(run.traced_peak_mb, 1, "and big")
+        self.assertLess(run.traced_growth_mb, 0.25, "but it is not what the run keeps")
+
+    def test_raising_cron_behaves_as_unprofiled_and_its_profile_is_stored(self):
+        cron = self.make_job_cron("_job_fail")
+        outcomes = []
+        for profiled in (False, True):
+            cron.memory_profile = profiled
+            with self.assertLogs(ODOO_CRON_LOGGER, logging.ERROR) as logs:
+                self.run_job(cron)
+            failures = [r for r in logs.records if r.exc_info]
+            self.assertEqual(len(failures), 1)
+            outcomes.append(
+                (
+                    failures[0].getMessage(),
+                    repr(failures[0].exc_info[1]),
+                    cron.failure_count,
+                    self.icp.get_param("test_memory_hygiene.fail_marker"),
+                )
+            )
+        unprofiled, profiled = outcomes
+        self.assertEqual(unprofiled[:2], profiled[:2], "the same exception, logged the same way")
+        self.assertEqual((unprofiled[2], profiled[2]), (1, 2), "each run counts as a failure")
+        self.assertEqual((unprofiled[3], profiled[3]), (False, False), "the job's writes are rolled back")
+        run = self.runs(cron)
+        self.assertEqual(len(run), 1, "only the profiled run")
+        self.assertEqual(run.state, "failed")
+        self.assertIn("ValueError: the test job fails", run.error)
+        self.assertIn("_job_fail", run.error, "with the traceback")
+
+    def test_run_manually_is_profiled(self):
+        cron = self.make_job_cron("_job_leak", memory_profile=True)
+        leak_file, leak_line = _line_of("LEAK.append(")
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO):
+            for _ in range(self.window):
+                self.assertIs(self.run_manually(cron), True)
+        self.assertFalse(tracemalloc.is_tracing())
+        runs = self.runs(cron)
+        self.assertEqual(len(runs), self.window)
+        self.assertEqual(set(runs.mapped("top_site")), {f"{leak_file}:{leak_line}"})
+        self.assertEqual(cron.memory_leak_state, "leaking")
+        self.assertEqual(cron.memory_profile_runs, self.window)
+
+    def test_run_manually_of_a_raising_cron(self):
+        cron = self.make_job_cron("_job_fail", memory_profile=True)
+        if compat.RUN_MANUALLY_SKIPS_CALLBACK:
+            # 18.0: the exception reaches the caller, as without the profiler.
+            with self.assertRaisesRegex(ValueError, "the test job fails"):
+                self.run_manually(cron)
+        else:
+            # 19.0: the job runs in its own transaction; the button shows the error.
+            with self.assertLogs(ODOO_CRON_LOGGER, logging.ERROR):
+                result = self.run_manually(cron)
+            self.assertEqual(result["tag"], "display_exception")
+        run = self.runs(cron)
+        self.assertEqual(run.state, "failed")
+        self.assertIn("ValueError: the test job fails", run.error)
+
+    def test_profiling_off_does_not_trace(self):
+        cron = self.make_job_cron("_job_probe")
+        self.run_job(cron)
+        self.assertEqual(jobs.TRACING_SEEN, [False], "not profiled: tracemalloc is not started")
+        self.assertFalse(self.runs(cron))
+
+        cron.memory_profile = True
+        self.run_job(cron)
+        self.assertEqual(jobs.TRACING_SEEN, [False, True])
+        self.assertEqual(len(self.runs(cron)), 1)
+
+        cron.memory_profile = False
+        self.run_job(cron)
+        self.assertEqual(jobs.TRACING_SEEN, [False, True, False])
+
+    def test_global_switch_profiles_every_cron_until_it_expires(self):
+        cron = self.make_job_cron("_job_probe")
+        now = fields.Datetime.now()
+        self.icp.set_param(params.PROFILE_UNTIL, fields.Datetime.to_string(now + timedelta(hours=1)))
+        self.run_job(cron)
+        self.icp.set_param(params.PROFILE_UNTIL, fields.Datetime.to_string(now - timedelta(seconds=1)))
+        self.run_job(cron)
+        self.assertEqual(jobs.TRACING_SEEN, [True, False], "the switch ends by itself")
+        self.assertEqual(len(self.runs(cron)), 1)
+        self.assertEqual(cron.memory_profile_runs, 0, "the counter is the per-action switch's")
+
+    def test_every_nth_run(self):
+        cron = self.make_job_cron("_job_probe", memory_profile=True, memory_profile_every=3)
+        self.run_job(cron, 7)
+        self.assertEqual(jobs.TRACING_SEEN, [True, False, False, True, False, False, True])
+        self.assertEqual(len(self.runs(cron)), 3)
+        self.assertEqual(cron.memory_profile_runs, 7)
+        with self.assertRaisesRegex(ValidationError, "at least 1"):
+            cron.memory_profile_every = 0
+
+    def test_settings_frames_and_top_n(self):
+        self.icp.set_param(params.PROFILE_FRAMES, "5")
+        self.icp.set_param(params.PROFILE_TOP_N, "1")
+        cron = self.make_job_cron("_job_leak", memory_profile=True)
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO):
+            self.run_job(cron)
+        run = self.runs(cron)
+        self.assertEqual(run.frames, 5)
+        self.assertEqual(len(run.line_ids), 1)
+
+    def test_record_cache_size_when_the_action_returned(self):
+        cron = self.make_job_cron("_job_probe", memory_profile=True)
+        self.run_job(cron)
+        self.assertGreater(self.runs(cron).record_cache_size, 0, "the probe job reads users")
+
+    def test_profiler_failures_never_reach_the_job(self):
+        cron = self.make_job_cron("_job_probe", memory_profile=True)
+        breakdowns = [
+            (leakprof.LeakProfile, "start", "cannot start"),
+            (leakprof.LeakProfile, "stop", "cannot measure"),
+            (type(self.env["memory.cron.run"]), "_record", "cannot store"),
+            (type(self.env["memory.cron.run"]), "_last_runs", "cannot update the verdict"),
+        ]
+        for owner, method, message in breakdowns:
+            with self.subTest(method=method):
+                jobs.TRACING_SEEN.clear()
+                cron.lastcall = False
+                with (
+                    patch.object(owner, method, side_effect=RuntimeError("profiler broken")),
+                    self.assertLogs(PROFILER_LOGGER, logging.ERROR) as logs,
+                ):
+                    self.run_job(cron)
+                self.assertEqual(len(jobs.TRACING_SEEN), 1, "the job ran")
+                self.assertEqual(cron.failure_count, 0, "and succeeded")
+                self.assertTrue(cron.lastcall, "and was rescheduled")
+                self.assertIn(message, logs.output[0])
+                self.assertIn("profiler broken", logs.output[0])
+
+    def test_leak_fields_are_for_admins(self):
+        admin = new_test_user(self.env, login="mh_profiler_admin", groups="base.group_system")
+        cron = self.make_job_cron("_job_probe", memory_profile=True)
+        self.run_job(cron)
+        cron_as_admin = cron.with_user(admin)
+        self.assertEqual(cron_as_admin.memory_run_count, 1)
+        action = cron_as_admin.action_memory_open_runs()
+        self.assertEqual(
+            self.env[action["res_model"]].with_user(admin).search(action["domain"]), self.runs(cron)
+        )
+        self.assertEqual(cron_as_admin.action_memory_open_graph()["views"][0][1], "graph")
+        with self.assertRaises(AccessError):
+            self.env["memory.cron.run"].with_user(self.user).search([])
+        with self.assertRaises(AccessError):
+            self.runs(cron).with_user(admin).write({"duration": 0})

@@ -1,0 +1,97 @@
+import pathlib
+
+from odoo.tests import TransactionCase, tagged
+
+from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
+
+from ..models import test_memory_leak_job as jobs
+
+CRONS = ("ir_cron_test_leak_job", "ir_cron_test_tracked_job")
+
+
+@tagged("post_install", "-at_install")
+class TestProfilerUnderServer(TransactionCase):
+    """The profiler in a real prefork server: the cron worker runs the jobs, on real cursors."""
+
+    def test_cron_worker_leaves_its_runs(self):
+        db = server_database()
+        with db_cursor(db) as cr:
+            cr.execute(
+                "SELECT name, res_id FROM ir_model_data WHERE module = 'test_memory_hygiene' AND name IN %s",
+                [CRONS],
+            )
+            cron_ids = dict(cr.fetchall())
+            ids = tuple(cron_ids.values())
+            cr.execute("DELETE FROM memory_cron_run WHERE cron_id IN %s", [ids])
+            cr.execute(
+                """
+                UPDATE ir_cron
+                   SET active = true, memory_profile = true, memory_profile_runs = 0,
+                       memory_leak_state = 'unknown', failure_count = 0, lastcall = NULL,
+                       nextcall = (now() at time zone 'UTC') - interval '1 minute'
+                 WHERE id IN %s
+                """,
+                [ids],
+            )
+
+        def switch_off():
+            with db_cursor(db) as cr:
+                cr.execute("UPDATE ir_cron SET active = false WHERE id IN %s", [ids])
+
+        self.addCleanup(switch_off)
+        server = OdooServer(db, workers=2, max_cron_threads=1)
+        self.addCleanup(server.stop)
+        server.start()
+
+        def fetch(query, *args):
+            with db_cursor(db) as cr:
+                cr.execute(query, args)
+                return cr.fetchall()
+
+        def both(query):
+            rows = fetch(query, ids)
+            return rows if len({row[0] for row in rows}) == 2 else None
+
+        runs = wait_until(
+            lambda: both(
+                "SELECT cron_id, pid, state, top_site, traced_growth_mb"
+                " FROM memory_cron_run WHERE cron_id IN %s"
+            ),
+            180,
+            interval=1,
+            message="a memory.cron.run of each profiled cron",
+        )
+        by_cron = {row[0]: row[1:] for row in runs}
+        cron_pids = server.pids()["cron"]
+
+        pid, state, top_site, traced_growth_mb = by_cron[cron_ids["ir_cron_test_leak_job"]]
+        self.assertEqual(state, "ok")
+        self.assertIn(pid, cron_pids, "written by the cron worker")
+        leak_line = next(
+            number
+            for number, line in enumerate(pathlib.Path(jobs.__file__).read_text().splitlines(), start=1)
+            if "LEAK.append(" in line
+        )
+        self.assertEqual(top_site, f"{jobs.__file__}:{leak_line}")
+        self.assertGreater(traced_growth_mb, 0.75)
+
+        pid, state, _top_site, traced_growth_mb = by_cron[cron_ids["ir_cron_test_tracked_job"]]
+        self.assertEqual(state, "ok")
+        self.assertIn(pid, cron_pids)
+        self.assertLess(
+            traced_growth_mb, 0.5, "what the run's transaction held until its commit is not kept memory"
+        )
+
+        # The job's own bookkeeping counted each run: no wait on the job's row lock, no failure.
+        counted = wait_until(
+            lambda: both(
+                "SELECT id, failure_count, lastcall FROM ir_cron WHERE id IN %s AND memory_profile_runs = 1"
+            ),
+            60,
+            interval=1,
+            message="the runs counted on the crons",
+        )
+        for _cron_id, failure_count, lastcall in counted:
+            self.assertEqual(failure_count, 0)
+            self.assertTrue(lastcall)
+        self.assertIn("memory: RSS", server.log())

@@ -1,0 +1,358 @@
+import logging
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from unittest.mock import Mock, patch
+
+import psutil
+import psycopg2
+import psycopg2.errors
+
+import odoo
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tools.misc import dumpstacks
+
+from .. import compat
+from ..core import heap
+
+DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
+LINE_MODELS = (
+    "memory.diagnostics.process",
+    "memory.diagnostics.finding",
+    "memory.diagnostics.pg.figure",
+    "memory.diagnostics.pg.query",
+)
+PAGE_ACTIONS = (
+    "action_refresh",
+    "action_refresh_postgres",
+    "action_dump_stacks",
+    "action_orm_stats",
+    "action_heap_summary",
+    "action_collect",
+    "action_clear_caches",
+    "action_tracemalloc_start",
+    "action_tracemalloc_snapshot",
+    "action_tracemalloc_stop",
+)
+PROCESS_ACTIONS = ("action_signal_stacks", "action_signal_orm_stats", "action_recycle")
+
+
+def _headers(text):
+    """Thread headers without the timings, which move between two dumps."""
+    return {re.sub(r" \(qc:.*\)$", "", line) for line in text.splitlines() if line.startswith("# Thread:")}
+
+
+@tagged("post_install", "-at_install")
+class TestDiagnostics(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.admin = new_test_user(cls.env, login="mh_diag_admin", groups="base.group_system")
+        cls.user = new_test_user(cls.env, login="mh_diag_user", groups="base.group_user")
+        cls.Diagnostics = cls.env["memory.diagnostics"].with_user(cls.admin)
+
+    def open_page(self):
+        action = self.Diagnostics.action_open()
+        self.assertEqual(action["res_model"], "memory.diagnostics")
+        return self.Diagnostics.browse(action["res_id"])
+
+    def sleeper(self):
+        """A child process that is not Odoo."""
+        proc = subprocess.Popen(["sleep", "30"])
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        return proc
+
+    def process_line(self, page, pid, kind="worker"):
+        # A line as an admin could forge it through RPC: the policy must still refuse.
+        return (
+            self.env["memory.diagnostics.process"]
+            .with_user(self.admin)
+            .create({"diagnostics_id": page.id, "pid": pid, "kind": kind})
+        )
+
+    # ------------------------------------------------------------------
+    # Access
+    # ------------------------------------------------------------------
+    def test_internal_user_gets_access_error_on_every_model_and_action(self):
+        page = self.open_page()
+        with self.assertRaises(AccessError):
+            self.env["memory.diagnostics"].with_user(self.user).action_open()
+        for model in ("memory.diagnostics", *LINE_MODELS):
+            with self.subTest(model=model), self.assertRaises(AccessError):
+                self.env[model].with_user(self.user).search([])
+            with self.subTest(model=model), self.assertRaises(AccessError):
+                self.env[model].with_user(self.user).create({"diagnostics_id": page.id})
+        for method in PAGE_ACTIONS:
+            with self.subTest(method=method), self.assertRaises(AccessError):
+                getattr(page.with_user(self.user), method)()
+        proc = self.sleeper()
+        line = self.process_line(page, proc.pid)
+        for method in PROCESS_ACTIONS:
+            with self.subTest(method=method), self.assertRaises(AccessError):
+                getattr(line.with_user(self.user), method)()
+        query = (
+            self.env["memory.diagnostics.pg.query"]
+            .with_user(self.admin)
+            .create({"diagnostics_id": page.id, "backend_pid": 1})
+        )
+        with self.assertRaises(AccessError):
+            query.with_user(self.user).action_cancel()
+        self.assertIsNone(proc.poll(), "the child was not signalled")
+
+    # ------------------------------------------------------------------
+    # The page
+    # ------------------------------------------------------------------
+    def test_admin_gets_processes_advisor_and_postgres(self):
+        page = self.open_page()
+        info = compat.server_info()
+        self.assertTrue(page.host)
+        self.assertEqual(page.root_pid, info["root_pid"])
+        self.assertEqual(page.worker_pid, os.getpid())
+        current = page.process_ids.filtered("is_current")
+        self.assertEqual(current.pid, os.getpid())
+        self.assertGreater(current.rss_mb, 1)
+        self.assertGreater(current.vms_mb, current.rss_mb, "the address space is bigger than RSS")
+        self.assertGreater(current.num_threads, 0)
+        self.assertTrue(current.age)
+        if compat.server_options()["limit_memory_soft"]:
+            self.assertGreater(current.soft_limit_pct, 0)
+        self.assertTrue(page.finding_ids, "the advisor always says something")
+        self.assertTrue(
+            page.finding_ids.filtered(lambda f: f.code.startswith("gap_")), "live vms-rss gap shown"
+        )
+        settings = page.pg_setting_ids.mapped("name")
+        for name in (
+            "shared_buffers",
+            "work_mem",
+            "maintenance_work_mem",
+            "max_connections",
+            "effective_cache_size",
+        ):
+            self.assertIn(name, settings)
+        self.assertIn("active", page.pg_session_ids.mapped("name"))
+        self.assertTrue(page.pg_temp_ids.filtered("is_current"), "this database's temp files")
+        page.action_refresh()
+        self.assertEqual(len(page.process_ids.filtered("is_current")), 1, "lines are rebuilt, not added")
+
+    def test_requests_served_from_the_latest_snapshot(self):
+        page = self.open_page()
+        current = page.process_ids.filtered("is_current")
+        if current.requests:
+            self.skipTest("this process counts its own requests (a prefork worker)")
+        # Snapshots are written by the sampler, never by users.
+        self.env["memory.snapshot"].sudo().create(
+            {
+                "host": page.host,
+                "pid": os.getpid(),
+                "process_kind": current.kind,
+                "trigger": "request",
+                "requests_count": 12,
+            }
+        )
+        page.action_refresh()
+        self.assertRegex(page.process_ids.filtered("is_current").requests, r"^12 \(snapshot .* ago\)$")
+
+    def test_long_query_of_this_database_is_listed_and_cancelled(self):
+        page = self.open_page()
+        # A slow query of this database, on a connection of its own (not the test's cursor).
+        _name, params_ = odoo.sql_db.connection_info_for(self.env.cr.dbname)
+        connection = psycopg2.connect(**params_)
+        self.addCleanup(connection.close)
+        outcome = {}
+
+        def slow_query():
+            try:
+                with connection.cursor() as cr:
+                    cr.execute("SELECT pg_sleep(30) /* memory_hygiene test */")
+                outcome["done"] = True
+            except psycopg2.errors.QueryCanceled as exc:
+                outcome["cancelled"] = str(exc)
+
+        thread = threading.Thread(target=slow_query)
+        thread.start()
+        self.addCleanup(thread.join, 40)
+        backend = connection.info.backend_pid
+        page.long_query_seconds = 0
+        deadline = time.monotonic() + 10
+        while (
+            not page.pg_query_ids.filtered(lambda q: q.backend_pid == backend) and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+            page.action_refresh_postgres()
+        line = page.pg_query_ids.filtered(lambda q: q.backend_pid == backend)
+        self.assertTrue(line, "the slow query is listed")
+        self.assertIn("pg_sleep(30)", line.query)
+        line.action_cancel()
+        thread.join(10)
+        self.assertIn("cancelled", outcome, "pg_cancel_backend stopped it")
+        self.assertTrue(line.cancelled)
+        self.assertIn("pg_cancel_backend", page.output)
+        self.assertFalse(connection.closed, "cancelled, never terminated: the session is still there")
+
+    def test_cancel_refuses_other_backends(self):
+        page = self.open_page()
+        query = (
+            self.env["memory.diagnostics.pg.query"]
+            .with_user(self.admin)
+            .create({"diagnostics_id": page.id, "backend_pid": 1, "query": "select pg_sleep(60)"})
+        )
+        with self.assertRaisesRegex(UserError, "runs no query of this database"):
+            query.action_cancel()
+        self.env.cr.execute("SELECT pg_backend_pid()")
+        query.backend_pid = self.env.cr.fetchone()[0]
+        with self.assertRaisesRegex(UserError, "runs no query of this database"):
+            query.action_cancel()  # never this page's own backend
+
+    def test_config_advisor_flags_a_bad_configuration_and_passes_a_sound_one(self):
+        gib = 1024**3
+        vms = psutil.Process().memory_info().vms
+        soft = max(4 * gib, 2 * vms)  # above what this process already takes in virtual size
+        sound = {
+            "workers": 5,
+            "max_cron_threads": 1,
+            "limit_memory_soft": soft,
+            "limit_memory_hard": int(soft * 1.25),
+            "limit_memory_soft_gevent": None,
+            "limit_memory_hard_gevent": None,
+            "limit_time_cpu": 60,
+            "limit_time_real": 120,
+            "limit_time_real_cron": -1,
+            "limit_request": 65536,
+            "proxy_mode": True,
+        }
+        # Hard below soft, and 61 processes x (hard - the live vms-rss gap, at most vms) > 16 x soft of RAM.
+        bad = dict(sound, workers=60, limit_memory_hard=int(soft * 0.9))
+        host = {"cpu_count": lambda *a, **kw: 4, "virtual_memory": lambda: Mock(total=16 * soft)}
+        page = self.open_page()
+        with patch.multiple(psutil, **host):
+            with patch.object(compat, "server_options", return_value=bad):
+                page.action_refresh()
+            critical = set(page.finding_ids.filtered(lambda f: f.level == "critical").mapped("code"))
+            self.assertEqual(critical, {"hard_not_above_soft", "hard_vs_ram"})
+            self.assertIn("workers_vs_cpu", page.finding_ids.mapped("code"))
+            self.assertEqual(page.finding_ids[0].level, "critical", "worst first")
+            with patch.object(compat, "server_options", return_value=sound):
+                page.action_refresh()
+        levels = set(page.finding_ids.mapped("level"))
+        self.assertNotIn("critical", levels)
+        self.assertNotIn("warning", levels)
+        self.assertIn("ok", levels)
+
+    # ------------------------------------------------------------------
+    # This worker
+    # ------------------------------------------------------------------
+    def test_stack_dump_is_odoo_dumpstacks_shown_and_logged(self):
+        page = self.open_page()
+        # logging.INFO, not "INFO": Odoo gives that name to its RUNBOT level (25).
+        with self.assertLogs(DIAGNOSTICS_LOGGER, logging.INFO) as logged:
+            page.action_dump_stacks()
+        self.assertIn("Thread stacks", page.output_title)
+        self.assertIn(str(os.getpid()), page.output_title)
+        self.assertIn("test_stack_dump_is_odoo_dumpstacks_shown_and_logged", page.output)
+        self.assertIn("# Thread:", logged.output[0])
+        with self.assertLogs("odoo.tools.misc", logging.INFO) as odoo_dump:
+            dumpstacks()
+        self.assertEqual(_headers(page.output), _headers(odoo_dump.records[0].getMessage()))
+
+    def test_orm_cache_statistics_and_record_cache(self):
+        page = self.open_page()
+        self.env["ir.model"]._get_id("res.partner")
+        self.env["res.partner"].search([], limit=5).mapped("name")
+        page.action_orm_stats()
+        self.assertIn("Caches stats:", page.output)
+        self.assertIn("_get_id", page.output)
+        self.assertIn("Record cache:", page.output)
+        self.assertIn("res.partner", page.output)
+        if compat.ormcache_sizes():
+            self.assertIn("TX Hit Ratio", page.output)
+            self.assertIn("Memory SUM", page.output)
+
+    def test_heap_gc_and_clear_caches(self):
+        page = self.open_page()
+        page.action_heap_summary()
+        self.assertIn("pympler", page.output_title)
+        self.assertRegex(page.output, r"\bdict\b")
+        page.action_collect()
+        self.assertIn("RSS after trim", page.output)
+        self.env["ir.model"]._get_id("res.partner")
+        page.action_clear_caches()
+        self.assertIn("cleared", page.output)
+        self.assertRegex(page.output, r"default: +\d+ -> +0 entries")
+
+    def test_tracemalloc_start_snapshot_compare_stop(self):
+        page = self.open_page()
+        self.addCleanup(heap.TRACER.stop)
+        page.action_tracemalloc_snapshot()
+        self.assertIn("not tracing", page.output)
+        page.action_tracemalloc_start()
+        self.assertIn("tracing", page.tracemalloc_state)
+        page.action_tracemalloc_snapshot()
+        self.assertIn("First snapshot", page.output)
+        kept = [bytearray(2048) for _ in range(500)]
+        page.action_tracemalloc_snapshot()
+        self.assertIn("Compared with the previous snapshot", page.output)
+        self.assertTrue(kept)
+        page.action_tracemalloc_stop()
+        self.assertIn("stopped", page.output)
+        page.invalidate_recordset(["tracemalloc_state"])
+        self.assertIn("off", page.tracemalloc_state)
+
+    # ------------------------------------------------------------------
+    # Another process: the signal policy
+    # ------------------------------------------------------------------
+    def test_signalling_a_non_odoo_process_is_refused(self):
+        page = self.open_page()
+        proc = self.sleeper()
+        self.env.cr.execute("SELECT pg_backend_pid()")
+        postgres = self.env.cr.fetchone()[0]
+        cases = {
+            proc.pid: "not a process of this Odoo server",
+            1: "init process",
+            postgres: "PostgreSQL",
+        }
+        for pid, reason in cases.items():
+            line = self.process_line(page, pid)
+            for method in PROCESS_ACTIONS:
+                with self.subTest(pid=pid, method=method), self.assertRaisesRegex(UserError, reason):
+                    getattr(line, method)()
+        self.assertIsNone(proc.poll(), "the child is still running: nothing was sent")
+
+    def test_threaded_server_is_never_recycled(self):
+        page = self.open_page()
+        if page.server_mode not in ("threaded", "prefork"):
+            self.skipTest("no server around this test run")
+        root = self.process_line(page, page.root_pid)
+        with self.assertRaisesRegex(UserError, "threaded|master"):
+            root.action_recycle()
+
+    def test_stack_dump_of_a_process_is_read_back_from_the_log_file(self):
+        """SIGQUIT to an Odoo process of this server; its dump, logged to --logfile, is shown."""
+        page = self.open_page()
+        info = compat.server_info()
+        if info["mode"] != "threaded" or not callable(signal.getsignal(signal.SIGQUIT)):
+            self.skipTest("needs the test runner's threaded server, with Odoo's SIGQUIT handler")
+        # The server logs to a file here as with --logfile, in Odoo's format (pid, db, logger).
+        path = tempfile.mkstemp(prefix="memory_hygiene_log_", suffix=".log")[1]
+        self.addCleanup(os.unlink, path)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(process)d %(levelname)s ? %(name)s: %(message)s")
+        )
+        odoo_misc = logging.getLogger("odoo.tools.misc")
+        self.addCleanup(odoo_misc.setLevel, odoo_misc.level)
+        odoo_misc.setLevel(logging.INFO)
+        odoo_misc.addHandler(handler)
+        self.addCleanup(odoo_misc.removeHandler, handler)
+        self.addCleanup(handler.close)
+        line = self.process_line(page, os.getpid(), "threaded")
+        with patch.object(compat, "server_logfile", return_value=path):
+            line.action_signal_stacks()
+        self.assertIn(f"Thread stacks of pid {os.getpid()}", page.output_title)
+        self.assertIn("# Thread:", page.output)
+        self.assertIn("in _signal", page.output, "the stack of the request that sent it")

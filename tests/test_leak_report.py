@@ -1,0 +1,210 @@
+import json
+import logging
+import socket
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.exceptions import AccessError
+from odoo.tests import tagged
+
+from ..core import params
+from ..core import report as core_report
+from ..models import memory_leak_report
+from .common import CronRunCase
+
+WEBHOOK_LOGGER = core_report.__name__
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def closed_port():
+    """A port on 127.0.0.1 that nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@tagged("post_install", "-at_install")
+class TestLeakReport(CronRunCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cron.write({"memory_profile": True})
+        # The verdict is the profiler's to write; set it as a run would.
+        cls.env.cr.execute(
+            "UPDATE ir_cron SET memory_leak_state = 'leaking', memory_leak_reason = %s WHERE id = %s",
+            ["every run keeps memory and RSS never falls back", cls.cron.id],
+        )
+        cls.cron.invalidate_recordset()
+        cls.Report = cls.env["memory.leak.report"]
+
+    def setUp(self):
+        super().setUp()
+        self.make_run()
+        # No waiting between webhook retries in tests.
+        patcher = patch.object(memory_leak_report, "WEBHOOK_BACKOFF", 0.01)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def serve_webhook(self):
+        _Hook.received = []
+        httpd = HTTPServer(("127.0.0.1", 0), _Hook)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+
+        def stop():
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(5)
+
+        self.addCleanup(stop)
+        return f"http://127.0.0.1:{httpd.server_port}/hooks/secret-path", _Hook.received
+
+    def test_mail_for_the_recipients_names_the_leaking_cron(self):
+        self.icp.set_param(params.REPORT_RECIPIENT_IDS, str(self.admin.id))
+        sent = self.Report.with_user(self.admin)._send()
+        mail = sent["mail"]
+        self.assertEqual(mail.recipient_ids, self.admin.partner_id)
+        self.assertIn("Partner sync (memory_hygiene test)", mail.body_html)
+        self.assertIn("[leaking]", mail.body_html)
+        self.assertIn("/srv/addons/partner_sync/models/sync.py:42: size=5.0 MiB (+1.0 MiB)", mail.body_html)
+        self.assertIn("module-level list or dict cache", mail.body_html, "one line of advice")
+        self.assertIn("1 finding(s)", mail.subject)
+        self.assertIsNone(sent["webhook"], "no webhook set")
+
+    def test_recipients_default_to_the_settings_admins(self):
+        recipients = self.Report._recipients()
+        self.assertIn(self.admin, recipients)
+        self.assertNotIn(self.user, recipients)
+        self.assertTrue(all(user.has_group("base.group_system") for user in recipients))
+
+    def test_webhook_receives_the_json_post(self):
+        url, received = self.serve_webhook()
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, url)
+        sent = self.Report._send()
+        self.assertEqual(sent["webhook"], (True, "HTTP 200"))
+        self.assertEqual(len(received), 1)
+        path, content_type, payload = received[0]
+        self.assertEqual((path, content_type), ("/hooks/secret-path", "application/json"))
+        self.assertIn('Scheduled action "Partner sync (memory_hygiene test)"', payload["text"])
+        self.assertEqual(payload["findings"][0]["severity"], "leaking")
+        self.assertTrue(sent["mail"], "and the mail")
+
+    def test_webhook_on_a_closed_port_is_logged_and_the_mail_still_sent(self):
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, f"http://127.0.0.1:{closed_port()}/hooks/secret-path")
+        with self.assertLogs(WEBHOOK_LOGGER, logging.WARNING) as logs:
+            sent = self.Report._send()
+        self.assertFalse(sent["webhook"][0])
+        self.assertIn("ConnectionError", sent["webhook"][1])
+        self.assertEqual(
+            len(logs.output), memory_leak_report.WEBHOOK_RETRIES + 1, "bounded retries, each logged"
+        )
+        self.assertNotIn("secret-path", "\n".join(logs.output))
+        self.assertIn("Partner sync (memory_hygiene test)", sent["mail"].body_html)
+        self.assertEqual(len(sent["report"].findings), 1)
+
+    def test_malformed_webhook_is_not_called(self):
+        # Settings refuse it; a value stored another way is refused again here.
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, "file:///etc/passwd")
+        with self.assertLogs(WEBHOOK_LOGGER, logging.WARNING) as logs:
+            sent = self.Report._send()
+        self.assertEqual(sent["webhook"][0], False)
+        self.assertIn("http:// or https://", logs.output[0])
+        self.assertTrue(sent["mail"])
+
+    def test_send_now_buttons(self):
+        url, received = self.serve_webhook()
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, url)
+        settings = self.env["res.config.settings"].with_user(self.admin).create({})
+        action = settings.action_memory_send_leak_report()
+        self.assertEqual(action["tag"], "display_notification")
+        self.assertIn("Webhook: sent.", action["params"]["message"])
+        action = self.env["memory.cron.run"].with_user(self.admin).action_send_leak_report()
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertEqual(len(received), 2)
+        with self.assertRaises(AccessError):
+            self.Report.with_user(self.user).action_send_now()
+
+    def test_scheduled_report(self):
+        cron = self.env.ref("memory_hygiene.ir_cron_memory_leak_report")
+        self.assertEqual(cron.model_id.model, "memory.leak.report")
+        self.assertEqual((cron.interval_number, cron.interval_type, cron.active), (1, "days", True))
+        data = self.env["ir.model.data"].search(
+            [("module", "=", "memory_hygiene"), ("name", "=", "ir_cron_memory_leak_report")]
+        )
+        self.assertTrue(data.noupdate, "admins may change its schedule; updates keep it")
+        mails_before = self.env["mail.mail"].search_count([])
+        cron.ir_actions_server_id.with_user(cron.user_id).run()
+        self.assertEqual(self.env["mail.mail"].search_count([]), mails_before + 1)
+
+    def test_healthy_crons_are_not_reported(self):
+        self.env.cr.execute("UPDATE ir_cron SET memory_leak_state = 'healthy' WHERE id = %s", [self.cron.id])
+        self.cron.invalidate_recordset()
+        report = self.Report._build()
+        self.assertFalse([f for f in report.findings if f.kind == "cron"])
+
+    def snapshot(self, minutes_ago, pid, rss_mb, kind="cron", **vals):
+        return self.env["memory.snapshot"].create(
+            {
+                "date": fields.Datetime.now() - timedelta(minutes=minutes_ago),
+                "host": "mh-report-host",
+                "pid": pid,
+                "process_kind": kind,
+                "trigger": "schedule",
+                "rss_mb": rss_mb,
+                "vms_mb": rss_mb * 2,
+                **vals,
+            }
+        )
+
+    def test_snapshot_findings(self):
+        self.snapshot(20 * 60, 4242, 300.0, soft_limit_pct=40.0)
+        self.snapshot(10, 4242, 1100.0, soft_limit_pct=95.0)  # grew 800 MiB, near its soft limit
+        self.snapshot(20 * 60, 5000, 400.0, kind="http", soft_limit_pct=30.0)
+        self.snapshot(5, 5000, 380.0, kind="http", soft_limit_pct=29.0)  # shrank: not a growth finding
+        self.snapshot(5, 5001, 200.0, kind="http", recycled_pid=4999, soft_limit_pct=10.0)  # a recycle
+        self.snapshot(30 * 60, 6000, 100.0)  # older than the report's day
+        self.snapshot(5, 6000, 900.0)
+        report = self.Report._build()
+        ours = [f for f in report.findings if "mh-report-host" in f.title]
+        self.assertEqual(
+            [(f.kind, f.title) for f in ours],
+            [
+                ("process", "cron process 4242 on mh-report-host grew +800 MiB in 19.8 h (RSS now 1100 MiB)"),
+                (
+                    "limit",
+                    "cron process 4242 on mh-report-host is at 95 % of its soft limit (warn at 90 %; "
+                    "virtual size 2200 MiB, RSS 1100 MiB)",
+                ),
+                ("recycles", "1 worker recycle(s) on mh-report-host"),
+            ],
+        )
+        self.assertTrue(all(f.advice for f in ours))
+        self.assertFalse(report.notes)
+        text = core_report.render_text(report)
+        self.assertIn("Advice: It will be recycled after its current job", text)
+
+    def test_unreadable_snapshots_do_not_stop_the_report(self):
+        with (
+            patch.object(
+                type(self.env["memory.snapshot"]), "search_read", side_effect=RuntimeError("no table")
+            ),
+            self.assertLogs(memory_leak_report.__name__, logging.ERROR),
+        ):
+            report = self.Report._build()
+        self.assertIn("Worker snapshots could not be read: no table", report.notes)
+        self.assertEqual([f.kind for f in report.findings], ["cron"])

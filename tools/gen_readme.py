@@ -99,6 +99,8 @@ def build_html(rst):
             "halt_level": 2,
         },
     )
+    # In Odoo's app page, images are served from the addon's static route.
+    html = html.replace(b'src="static/description/', b'src="/memory_hygiene/static/description/')
     # Odoo warns about XML declarations in module descriptions since 17.0.
     return "\n".join(line for line in html.decode().splitlines() if not line.startswith("<?xml")) + "\n"
 

@@ -116,6 +116,16 @@ mh_ensure_postgres() {
     fi
 }
 
+# mh_ensure_chromium : headless Chromium (Debian's) for the browser tour; without
+# it Odoo's HttpCase would skip the tour instead of running it.
+mh_ensure_chromium() {
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        mh_log "installing chromium (apt-get) for the browser tour"
+        mh_as_root apt-get update
+        mh_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    fi
+}
+
 # mh_ensure_pandoc : pandoc (Debian's) converts readme/*.md for tools/gen_readme.py.
 mh_ensure_pandoc() {
     if ! command -v pandoc >/dev/null 2>&1; then

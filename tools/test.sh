@@ -152,6 +152,7 @@ step_series() {
     local test_addon="test_$MH_ADDON"
 
     mh_ensure_postgres
+    mh_ensure_chromium
     mh_ensure_venv "$series" "$src"
     odoo_bin="$(mh_odoo_bin "$src")"
     mapfile -t common < <(mh_odoo_args "$series" "$src")

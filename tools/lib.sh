@@ -330,6 +330,10 @@ mh_ensure_venv() {
     _mh_venv_create "$venv"
     if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
         mh_log "installing Odoo $series requirements into $venv (takes a while the first time)"
+        # Python 3.11's bundled setuptools (65) cannot resolve zope.interface 8
+        # for gevent: the long-polling process of a prefork server then dies at
+        # start and the master respawns it in a loop.
+        mh_pip "$venv/bin/python" install -q "setuptools>=70"
         mh_pip "$venv/bin/python" install -q -r "$odoo_req"
         mh_log "installing requirements.txt and tools/requirements-test.txt (constrained by Odoo's pins)"
         mh_pip "$venv/bin/python" install -q \

@@ -332,8 +332,9 @@ mh_ensure_venv() {
         mh_log "installing Odoo $series requirements into $venv (takes a while the first time)"
         # Python 3.11's bundled setuptools (65) cannot resolve zope.interface 8
         # for gevent: the long-polling process of a prefork server then dies at
-        # start and the master respawns it in a loop.
-        mh_pip "$venv/bin/python" install -q "setuptools>=70"
+        # start and the master respawns it in a loop. gevent 22 still imports
+        # pkg_resources, which setuptools 81 removed: hence the upper bound.
+        mh_pip "$venv/bin/python" install -q "setuptools>=70,<81"
         mh_pip "$venv/bin/python" install -q -r "$odoo_req"
         mh_log "installing requirements.txt and tools/requirements-test.txt (constrained by Odoo's pins)"
         mh_pip "$venv/bin/python" install -q \

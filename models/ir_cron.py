@@ -143,9 +143,7 @@ class IrCron(models.Model):
             self.ensure_one()
             cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = leakprof.switch_active(
-                params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now()
-            )
+            globally = _profile_everything(icp)
             if not globally:
                 if not cron.memory_profile:
                     return None
@@ -251,9 +249,7 @@ class IrCron(models.Model):
             self.ensure_one()
             cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = leakprof.switch_active(
-                params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now()
-            )
+            globally = _profile_everything(icp)
             if not (cron.memory_profile or globally):
                 return
             previous = cron.memory_leak_state
@@ -300,3 +296,8 @@ class IrCron(models.Model):
         action["view_mode"] = "graph,list,form,pivot"
         action["views"] = [(False, "graph"), (False, "list"), (False, "form"), (False, "pivot")]
         return action
+
+
+def _profile_everything(icp):
+    """True while the global switch (``memory_hygiene.profile_until``) has not expired."""
+    return leakprof.switch_active(params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now())

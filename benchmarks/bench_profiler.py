@@ -7,7 +7,11 @@ job machinery (``ir.cron._process_job``, real cursors, commits), in three ways:
 
 - unprofiled (``memory_profile`` off, the global switch off);
 - profiled with 1 frame (the default);
-- profiled with 10 frames.
+- profiled with 10 frames;
+- unprofiled, inside a bare ``tracemalloc.start(1)`` / ``stop()`` and nothing
+  else: what tracing alone costs, the floor under any tracemalloc profiler
+  (it runs after the first profiled run, so with the line tables built; see
+  ``core/linetables.py``).
 
 Modes are interleaved, after one warm-up run; each runs ``--repeat`` times and
 the table shows the median wall time of the job, its ratio to the unprofiled
@@ -38,7 +42,13 @@ ADDON_DIR = Path(__file__).resolve().parent.parent
 MODEL = "test.memory.batch.record"
 TABLE = "test_memory_batch_record"
 TARGET_RATIO_1_FRAME = 2.0
-MODES = (("unprofiled", None), ("profiled, 1 frame", 1), ("profiled, 10 frames", 10))
+BARE = "tracemalloc alone, 1 frame"
+MODES = (
+    ("unprofiled", None),
+    ("profiled, 1 frame", 1),
+    ("profiled, 10 frames", 10),
+    (BARE, None),
+)
 
 
 @contextlib.contextmanager
@@ -126,8 +136,13 @@ def clean(cr, cron_id):
     cr.execute("DELETE FROM memory_cron_run WHERE cron_id = %s", [cron_id])
 
 
-def run(registry, cron_id, frames, count):
-    """One job of the cron, profiled with ``frames`` frames (None: unprofiled): ``(wall, profile)``."""
+def run(registry, cron_id, frames, count, bare=False):
+    """One job of the cron, profiled with ``frames`` frames (None: unprofiled): ``(wall, profile)``.
+
+    ``bare``: unprofiled, with tracemalloc tracing (1 frame) around the job.
+    """
+    import tracemalloc
+
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
@@ -141,9 +156,15 @@ def run(registry, cron_id, frames, count):
         env["ir.cron"].browse(cron_id).write({"memory_profile": bool(frames), "memory_profile_every": 1})
     with registry.cursor() as cron_cr:
         started = time.perf_counter()
-        if not compat.process_cron_job(registry, cron_cr, cron_id):
-            raise RuntimeError("the benchmark cron could not be acquired")
-        cron_cr.commit()
+        if bare:
+            tracemalloc.start(1)
+        try:
+            if not compat.process_cron_job(registry, cron_cr, cron_id):
+                raise RuntimeError("the benchmark cron could not be acquired")
+            cron_cr.commit()
+        finally:
+            if bare:
+                tracemalloc.stop()
         wall = time.perf_counter() - started
     with registry.cursor() as cr:
         cr.execute(f"SELECT count(*) FROM {TABLE} WHERE state = 'done'")
@@ -167,7 +188,8 @@ def print_table(walls, profiles, args):
     print()
     print(
         f"Odoo {odoo.release.series}, Python {sys.version.split()[0]}: a cron creating, reading and "
-        f"writing {args.count} tracked records, through ir.cron._process_job; median of the runs shown."
+        f"writing {args.count} tracked records, through ir.cron._process_job; median of the runs shown; "
+        f"line tables {'off (--no-line-tables)' if args.no_line_tables else 'on'}."
     )
     print()
     print(
@@ -175,6 +197,8 @@ def print_table(walls, profiles, args):
     )
     print("|---|---:|---|---:|---:|---:|---|")
     for name, _frames in MODES:
+        if not walls[name]:
+            continue
         median = statistics.median(walls[name])
         runs = ", ".join(f"{w:.2f}" for w in walls[name])
         profile = profiles.get(name)
@@ -198,6 +222,11 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--repeat-10", type=int, default=1, help="runs with 10 frames (slow)")
     parser.add_argument("--count", type=int, default=5000, help="records the cron creates")
+    parser.add_argument(
+        "--no-line-tables",
+        action="store_true",
+        help="profile without building line tables first (core/linetables.py): the cost before them",
+    )
     parser.add_argument("--http-port", type=int, default=18290, help="for --create's odoo-bin only")
     args = parser.parse_args(argv)
 
@@ -205,6 +234,10 @@ def main(argv=None):
         if args.create:
             create_database(args, paths)
         registry = bootstrap(args, paths)
+        if args.no_line_tables:
+            from odoo.addons.memory_hygiene.core import linetables
+
+            linetables.SUPPORTED = False
         cron_id = make_cron(registry, args.count)
         try:
             run(registry, cron_id, None, args.count)  # warm-up: imports, caches, the first tracked create
@@ -214,7 +247,7 @@ def main(argv=None):
                 for name, frames in MODES:
                     if frames == 10 and round_ >= args.repeat_10:
                         continue
-                    wall, profiles[name] = run(registry, cron_id, frames, args.count)
+                    wall, profiles[name] = run(registry, cron_id, frames, args.count, bare=name == BARE)
                     walls[name].append(wall)
         finally:
             from odoo import api

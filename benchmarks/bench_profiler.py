@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 ADDON_DIR = Path(__file__).resolve().parent.parent
@@ -141,8 +142,6 @@ def run(registry, cron_id, frames, count, bare=False):
 
     ``bare``: unprofiled, with tracemalloc tracing (1 frame) around the job.
     """
-    import tracemalloc
-
     from odoo import api
     from odoo.api import SUPERUSER_ID
 

@@ -142,21 +142,9 @@ def test_line_tables_built_before_tracing_starts(monkeypatch):
     monkeypatch.setattr(leakprof.linetables, "warm", lambda: calls.append(tracemalloc.is_tracing()) or 0)
     profiled(keep_one_mib)
     assert calls == [False]  # built once, before tracemalloc starts: not counted as the run's growth
-    profiled(keep_one_mib, line_tables=False)
-    assert calls == [False]
     tracemalloc.start(1)
     try:
         profiled(keep_one_mib)  # someone else traces: their session, left as it is
     finally:
         tracemalloc.stop()
     assert calls == [False]
-
-
-def test_names_the_line_with_line_tables_built():
-    result = profiled(keep_one_mib, frames=1, top_n=5)  # line_tables=True by default
-    again = profiled(keep_one_mib, frames=1, top_n=5)  # now every function has its table
-    for run in (result, again):
-        assert (run.top[0]["file"], run.top[0]["line"]) == (
-            __file__,
-            keep_one_mib.__code__.co_firstlineno + 1,
-        )

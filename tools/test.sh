@@ -58,6 +58,10 @@ done
 TEST_TAGS="${MH_TEST_TAGS:-/$MH_ADDON,/test_$MH_ADDON}"
 
 mkdir -p "$MH_CACHE"
+# Logs of this checkout's runs: two checkouts (worktrees) tested at the same
+# time never write over each other's logs.
+MH_LOGDIR="${MH_LOGDIR:-$MH_CACHE/logs/$(basename "$MH_REPO")}"
+mkdir -p "$MH_LOGDIR"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/memory_hygiene-test.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -168,8 +172,8 @@ step_series() {
     port="$(mh_free_port)"
 
     # Step 1: install, then update, on a fresh database: both logs must be clean.
-    log_install="$MH_CACHE/install-$series.log"
-    log_update="$MH_CACHE/update-$series.log"
+    log_install="$MH_LOGDIR/install-$series.log"
+    log_update="$MH_LOGDIR/update-$series.log"
     mh_log "installing $MH_ADDON into $db (log: $log_install)"
     if ! "$MH_PY" "$odoo_bin" "${common[@]}" -d "$db" --http-port="$port" --workers=0 \
         -i "$MH_ADDON" --stop-after-init --log-level=info >"$log_install" 2>&1; then
@@ -193,7 +197,7 @@ step_series() {
     else
         mh_log "no test_addons/$test_addon: running the tests of $MH_ADDON only"
     fi
-    log_test="$MH_CACHE/test-$series.log"
+    log_test="$MH_LOGDIR/test-$series.log"
     mh_log "running tests (tags $TEST_TAGS) on $db (log: $log_test)"
     rc=0
     "$MH_PY" "$odoo_bin" "${common[@]}" -d "$db" --http-port="$port" --workers=0 \
@@ -222,7 +226,7 @@ step_series() {
         failed="$(sed -E 's/.* ([0-9]+) failed, .*/\1/' <<<"$summary")"
         errors="$(sed -E 's/.* ([0-9]+) error\(s\) of .*/\1/' <<<"$summary")"
         mh_log "Odoo $series: $tests tests, $failed failed, $errors error(s)"
-        echo "$tests tests, $failed failed, $errors error(s)" >"$MH_CACHE/test-$series.summary"
+        echo "$tests tests, $failed failed, $errors error(s)" >"$MH_LOGDIR/test-$series.summary"
         if [ "$tests" -lt 1 ]; then
             mh_log "no test ran (tags $TEST_TAGS)"
             bad=1
@@ -346,10 +350,10 @@ for series in "${SERIES_LIST[@]}"; do
         continue
     fi
     run_step "Odoo $series" "$src" step_series "$series" "$src"
-    if [ -f "$MH_CACHE/test-$series.summary" ]; then
-        RESULTS[-1]="${RESULTS[-1]}: $(cat "$MH_CACHE/test-$series.summary")"
+    if [ -f "$MH_LOGDIR/test-$series.summary" ]; then
+        RESULTS[-1]="${RESULTS[-1]}: $(cat "$MH_LOGDIR/test-$series.summary")"
     fi
-    rm -f "$MH_CACHE/test-$series.summary"
+    rm -f "$MH_LOGDIR/test-$series.summary"
 done
 
 if [ "$LINT" = 1 ]; then

@@ -9,9 +9,7 @@ job machinery (``ir.cron._process_job``, real cursors, commits), in three ways:
 - profiled with 1 frame (the default);
 - profiled with 10 frames;
 - unprofiled, inside a bare ``tracemalloc.start(1)`` / ``stop()`` and nothing
-  else: what tracing alone costs, the floor under any tracemalloc profiler
-  (it runs after the first profiled run, so with the line tables built; see
-  ``core/linetables.py``).
+  else: what tracing alone costs, the floor under any tracemalloc profiler.
 
 Modes are interleaved, after one warm-up run; each runs ``--repeat`` times and
 the table shows the median wall time of the job, its ratio to the unprofiled
@@ -187,8 +185,7 @@ def print_table(walls, profiles, args):
     print()
     print(
         f"Odoo {odoo.release.series}, Python {sys.version.split()[0]}: a cron creating, reading and "
-        f"writing {args.count} tracked records, through ir.cron._process_job; median of the runs shown; "
-        f"line tables {'off (--no-line-tables)' if args.no_line_tables else 'on'}."
+        f"writing {args.count} tracked records, through ir.cron._process_job; median of the runs shown."
     )
     print()
     print(
@@ -221,11 +218,6 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--repeat-10", type=int, default=1, help="runs with 10 frames (slow)")
     parser.add_argument("--count", type=int, default=5000, help="records the cron creates")
-    parser.add_argument(
-        "--no-line-tables",
-        action="store_true",
-        help="profile without building line tables first (core/linetables.py): the cost before them",
-    )
     parser.add_argument("--http-port", type=int, default=18290, help="for --create's odoo-bin only")
     args = parser.parse_args(argv)
 
@@ -233,10 +225,6 @@ def main(argv=None):
         if args.create:
             create_database(args, paths)
         registry = bootstrap(args, paths)
-        if args.no_line_tables:
-            from odoo.addons.memory_hygiene.core import linetables
-
-            linetables.SUPPORTED = False
         cron_id = make_cron(registry, args.count)
         try:
             run(registry, cron_id, None, args.count)  # warm-up: imports, caches, the first tracked create

@@ -135,16 +135,3 @@ def test_top_allocations_keeps_growth_only():
 
     stats = [Stat(500, 1), Stat(-900, 2), Stat(300, 3), Stat(100, 4)]
     assert [a["line"] for a in leakprof.top_allocations(stats, 2)] == [1, 3]
-
-
-def test_line_tables_built_before_tracing_starts(monkeypatch):
-    calls = []
-    monkeypatch.setattr(leakprof.linetables, "warm", lambda: calls.append(tracemalloc.is_tracing()) or 0)
-    profiled(keep_one_mib)
-    assert calls == [False]  # built once, before tracemalloc starts: not counted as the run's growth
-    tracemalloc.start(1)
-    try:
-        profiled(keep_one_mib)  # someone else traces: their session, left as it is
-    finally:
-        tracemalloc.stop()
-    assert calls == [False]

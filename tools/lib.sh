@@ -8,7 +8,9 @@
 #
 # Environment:
 #   MH_CACHE         cache root (default: ~/.cache/memory_hygiene)
-#   MH_PYTHON        interpreter the virtualenvs are made from (default: python3)
+#   MH_PYTHON_18     Python that runs Odoo 18.0 (default: see mh_series_python)
+#   MH_PYTHON_19     Python that runs Odoo 19.0 (default: see mh_series_python)
+#   MH_PYTHON        Python for every series, when MH_PYTHON_<major> is not set
 #   ODOO_SRC_18      Odoo 18.0 source tree (default: /opt/odoo/18.0)
 #   ODOO_SRC_19      Odoo 19.0 source tree (default: /opt/odoo/19.0)
 #   MH_VENV_REBUILD  1 = delete and recreate the series virtualenv
@@ -17,7 +19,9 @@
 MH_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MH_ADDON="memory_hygiene"
 MH_CACHE="${MH_CACHE:-$HOME/.cache/memory_hygiene}"
-MH_PYTHON="${MH_PYTHON:-python3}"
+# The machine's default Python, for the small helpers below (reading a
+# release.py, finding a free port) and the tool virtualenvs (lint, wheel).
+MH_HOST_PYTHON="${MH_HOST_PYTHON:-python3}"
 export MH_REPO MH_ADDON MH_CACHE
 
 # ---------------------------------------------------------------------------
@@ -173,7 +177,7 @@ mh_odoo_src() {
 # mh_odoo_series SRC : the series ("18.0") of an Odoo source tree, read from
 # odoo/release.py without importing odoo.
 mh_odoo_series() {
-    "$MH_PYTHON" - "$1/odoo/release.py" <<'EOF'
+    "$MH_HOST_PYTHON" - "$1/odoo/release.py" <<'EOF'
 import sys
 
 namespace = {}
@@ -275,7 +279,7 @@ mh_odoo_args() {
 
 # mh_free_port : a TCP port nobody listens on right now (on 127.0.0.1).
 mh_free_port() {
-    "$MH_PYTHON" -c 'import socket
+    "$MH_HOST_PYTHON" -c 'import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
@@ -285,31 +289,108 @@ print(s.getsockname()[1])'
 # Virtualenvs
 # ---------------------------------------------------------------------------
 
-# _mh_venv_create DIR : a fresh virtualenv at DIR unless a working one is there.
+# ---------------------------------------------------------------------------
+# Pythons
+# ---------------------------------------------------------------------------
+
+# The newest Python each series supports (Odoo's setup and requirements:
+# 18.0 runs on 3.10 to 3.12, 19.0 on 3.10 to 3.13).
+mh_newest_python_of() {
+    case "${1%%.*}" in
+        18) echo 3.12 ;;
+        19) echo 3.13 ;;
+        *) echo "" ;;
+    esac
+}
+
+# mh_find_python X.Y : the path of a working python X.Y, from PATH (pyenv's
+# shims answer there only for the versions pyenv has activated) or else from
+# pyenv's versions folder (newest patch release first); nothing when absent.
+mh_find_python() {
+    local ver=$1 cand root
+    if cand="$(command -v "python$ver" 2>/dev/null)" \
+        && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, sys.argv[1].split("."))))' "$ver" \
+            >/dev/null 2>&1; then
+        printf '%s\n' "$cand"
+        return 0
+    fi
+    root="${PYENV_ROOT:-$HOME/.pyenv}"
+    for cand in $(ls -d "$root/versions/$ver".* 2>/dev/null | sort -rV); do
+        if [ -x "$cand/bin/python$ver" ] && "$cand/bin/python$ver" -c 'import sys' >/dev/null 2>&1; then
+            printf '%s\n' "$cand/bin/python$ver"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# mh_python_version PYTHON : "3.12.1".
+mh_python_version() {
+    "$1" -c 'import platform; print(platform.python_version())'
+}
+
+# mh_series_python SERIES : sets MH_SERIES_PYTHON (the Python that runs
+# SERIES) and MH_SERIES_PYTHON_WHY (a plain sentence: where it came from).
+# In order: $MH_PYTHON_<major> ($MH_PYTHON_18, $MH_PYTHON_19), $MH_PYTHON,
+# the newest Python the series supports found by mh_find_python, the
+# machine's python3.
+mh_series_python() {
+    local series=$1 major var newest found
+    major="${series%%.*}"
+    var="MH_PYTHON_${major}"
+    newest="$(mh_newest_python_of "$series")"
+    if [ -n "${!var:-}" ]; then
+        MH_SERIES_PYTHON="${!var}"
+        MH_SERIES_PYTHON_WHY="from $var"
+    elif [ -n "${MH_PYTHON:-}" ]; then
+        MH_SERIES_PYTHON="$MH_PYTHON"
+        MH_SERIES_PYTHON_WHY="from MH_PYTHON"
+    elif [ -n "$newest" ] && found="$(mh_find_python "$newest")"; then
+        MH_SERIES_PYTHON="$found"
+        MH_SERIES_PYTHON_WHY="the newest Python Odoo $series supports"
+    else
+        MH_SERIES_PYTHON="$MH_HOST_PYTHON"
+        MH_SERIES_PYTHON_WHY="no python$newest on PATH or under ${PYENV_ROOT:-$HOME/.pyenv}/versions: the default $MH_HOST_PYTHON"
+    fi
+    command -v "$MH_SERIES_PYTHON" >/dev/null 2>&1 || mh_die "Python $MH_SERIES_PYTHON ($MH_SERIES_PYTHON_WHY) not found"
+    MH_SERIES_PYTHON_VERSION="$(mh_python_version "$MH_SERIES_PYTHON")"
+    MH_SERIES_PYTHON_FOR="$series"
+    mh_log "Odoo $series runs on Python $MH_SERIES_PYTHON_VERSION ($MH_SERIES_PYTHON): $MH_SERIES_PYTHON_WHY"
+}
+
+# ---------------------------------------------------------------------------
+# Virtualenvs
+# ---------------------------------------------------------------------------
+
+# _mh_venv_create DIR PYTHON : a fresh virtualenv of PYTHON at DIR unless a
+# working one is there.
 _mh_venv_create() {
-    local venv=$1
+    local venv=$1 py=$2
     if [ "${MH_VENV_REBUILD:-0}" = 1 ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-        mh_log "creating virtualenv $venv"
+        mh_log "creating virtualenv $venv ($py)"
         rm -rf "$venv"
         mkdir -p "$(dirname "$venv")"
-        "$MH_PYTHON" -m venv "$venv"
+        "$py" -m venv "$venv"
     fi
 }
 
-# _mh_stamp FILE... : sha256 of the given files plus the interpreter version.
+# _mh_stamp PYTHON FILE... : sha256 of the given files plus the interpreter version.
 _mh_stamp() {
+    local py=$1
+    shift
     {
-        "$MH_PYTHON" -c 'import sys; print(sys.version)'
+        "$py" -c 'import sys; print(sys.version)'
         cat "$@"
     } | sha256sum | cut -d' ' -f1
 }
 
-# mh_ensure_venv SERIES SRC : the virtualenv that runs Odoo SERIES from SRC.
-# Sets MH_PY to its python.
+# mh_ensure_venv SERIES SRC : the virtualenv that runs Odoo SERIES from SRC,
+# on the Python mh_series_python chooses: $MH_CACHE/venv-SERIES-pyX.Y.
+# Sets MH_PY to its python (and MH_SERIES_PYTHON_VERSION).
 #
 # Installed, in this order:
-#   1. Odoo's requirements.txt, rewritten by tools/odoo_requirements.py for
-#      pins that do not build on this Python;
+#   1. Odoo's requirements.txt, its markers evaluated for that Python and
+#      rewritten by tools/odoo_requirements.py for pins that do not build here;
 #   2. requirements.txt (the addon's runtime extras) and
 #      tools/requirements-test.txt, constrained by (1) so that they can never
 #      move one of Odoo's pins (psutil, requests, ...).
@@ -317,23 +398,26 @@ _mh_stamp() {
 # second run costs a hash. MH_VENV_REBUILD=1 starts from an empty venv.
 mh_ensure_venv() {
     local series=$1 src=$2
-    local venv="$MH_CACHE/venv-$series"
-    local odoo_req="$MH_CACHE/odoo-requirements-$series.txt"
+    [ "${MH_SERIES_PYTHON_FOR:-}" = "$series" ] || mh_series_python "$series"
+    local short="${MH_SERIES_PYTHON_VERSION%.*}"
+    local venv="$MH_CACHE/venv-$series-py$short"
+    local odoo_req="$MH_CACHE/odoo-requirements-$series-py$short.txt"
     local stamp_file="$venv/.memory_hygiene-stamp"
     local stamp
 
     mkdir -p "$MH_CACHE"
-    "$MH_PYTHON" "$MH_REPO/tools/odoo_requirements.py" "$src/requirements.txt" >"$odoo_req.tmp"
+    "$MH_SERIES_PYTHON" "$MH_REPO/tools/odoo_requirements.py" "$src/requirements.txt" >"$odoo_req.tmp"
     mv "$odoo_req.tmp" "$odoo_req"
-    stamp="$(_mh_stamp "$odoo_req" "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt")"
+    stamp="$(_mh_stamp "$MH_SERIES_PYTHON" "$odoo_req" "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt")"
 
-    _mh_venv_create "$venv"
+    _mh_venv_create "$venv" "$MH_SERIES_PYTHON"
     if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
         mh_log "installing Odoo $series requirements into $venv (takes a while the first time)"
         # Python 3.11's bundled setuptools (65) cannot resolve zope.interface 8
         # for gevent: the long-polling process of a prefork server then dies at
         # start and the master respawns it in a loop. gevent 22 still imports
         # pkg_resources, which setuptools 81 removed: hence the upper bound.
+        # (3.12 and 3.13 venvs have no setuptools at all: the same pin.)
         mh_pip "$venv/bin/python" install -q "setuptools>=70,<81"
         mh_pip "$venv/bin/python" install -q -r "$odoo_req"
         mh_log "installing requirements.txt and tools/requirements-test.txt (constrained by Odoo's pins)"
@@ -353,17 +437,17 @@ mh_ensure_venv() {
 }
 
 # mh_ensure_tool_venv NAME REQUIREMENTS_FILE... : a virtualenv
-# ${MH_CACHE}/venv-NAME with the given requirements, stamped like above.
-# Sets MH_TOOL_PY to its python.
+# ${MH_CACHE}/venv-NAME of $MH_TOOL_PYTHON (default: the machine's python3)
+# with the given requirements, stamped like above. Sets MH_TOOL_PY to its python.
 mh_ensure_tool_venv() {
-    local name=$1
+    local name=$1 py="${MH_TOOL_PYTHON:-$MH_HOST_PYTHON}"
     shift
     local venv="$MH_CACHE/venv-$name"
     local stamp_file="$venv/.memory_hygiene-stamp"
     local stamp req
     local -a pip_args=()
-    stamp="$(_mh_stamp "$@")"
-    _mh_venv_create "$venv"
+    stamp="$(_mh_stamp "$py" "$@")"
+    _mh_venv_create "$venv" "$py"
     if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
         for req in "$@"; do
             pip_args+=(-r "$req")

@@ -15,6 +15,9 @@
 #                installed on the first run
 #   MH_PORT      HTTP port (default: 8069)
 #   MH_GEVENT_PORT  websocket port of the gevent worker (default: MH_PORT + 3)
+#   MH_PYTHON_18, MH_PYTHON_19, MH_PYTHON
+#                the Python that runs the series (default: the newest it
+#                supports that the machine has; see tools/lib.sh)
 #   MH_CACHE     see tools/lib.sh
 set -euo pipefail
 

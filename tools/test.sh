@@ -4,10 +4,13 @@
 #   tools/test.sh [--series 18.0]... [--no-lint] [--keep-db]
 #
 # Steps (each one counts once in the closing "N passed, N failed" line):
-#   pure tests   pytest over core/ (tests and doctests), no Odoo, no database
+#   pure tests   pytest over core/ (tests and doctests), no Odoo, no database,
+#                once on each Python 3.10 to 3.13 the machine has
 #   Odoo SERIES  for 18.0 and 19.0 (or the --series given), when the source is
-#                there: install + update on a fresh database with a clean log,
-#                then the addon's test suites; SKIPPED when the source is not
+#                there, on the newest Python the series supports (18.0: 3.12,
+#                19.0: 3.13) unless told otherwise: install + update on a fresh
+#                database with a clean log, then the addon's test suites;
+#                SKIPPED when the source is not
 #   lint         ruff check, ruff format --check, pylint with pylint-odoo
 #   wheel        the whool-built wheel holds odoo/addons/memory_hygiene
 #
@@ -17,6 +20,10 @@
 #   --keep-db    keep the test databases (their names are printed)
 # Environment:
 #   MH_TEST_TAGS  --test-tags value (default: /memory_hygiene,/test_memory_hygiene)
+#   MH_PYTHON_18, MH_PYTHON_19  the Python of one series (a name on PATH or a path)
+#   MH_PYTHON     the Python of every series not set above
+#                 (default: python3.12 for 18.0, python3.13 for 19.0, from PATH or
+#                 pyenv's versions folder, else python3; the log says which and why)
 #   ODOO_SRC_18, ODOO_SRC_19, MH_CACHE: see tools/lib.sh
 set -euo pipefail
 
@@ -99,27 +106,21 @@ run_step() {
 # a. pure tests
 # ---------------------------------------------------------------------------
 step_pure() {
-    local py farm rc=0
-    # core/ must import without Odoo; the 18.0 venv has no odoo on sys.path,
-    # so it proves that as well as a dedicated one would.
-    if [ -x "$MH_CACHE/venv-18.0/bin/python" ]; then
-        py="$MH_CACHE/venv-18.0/bin/python"
-    else
-        mh_ensure_tool_venv pure "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt"
-        py="$MH_TOOL_PY"
-    fi
-    mh_log "pure tests with $py"
+    local py=$1 ver=$2 farm rc=0
+    # core/ must import without Odoo: this venv has no odoo on sys.path.
+    MH_TOOL_PYTHON="$py" mh_ensure_tool_venv "pure-py$ver" "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt"
+    mh_log "pure tests with $MH_TOOL_PY"
 
     # The repository root is the addon, and its __init__.py imports odoo. pytest
     # imports the __init__.py of every package above a test file, so it must not
     # see the root as a package: core/ is reached through a symlink in a folder
     # of its own, where it is the top-level package "core".
-    farm="$WORK/pure"
+    farm="$WORK/pure-$ver"
     mkdir -p "$farm"
     ln -s "$MH_REPO/core" "$farm/core"
     (
         cd "$farm"
-        PYTHONPATH="$farm" "$py" -m pytest -q -p no:cacheprovider \
+        PYTHONPATH="$farm" "$MH_TOOL_PY" -m pytest -q -p no:cacheprovider \
             --rootdir="$farm" --doctest-modules core
     ) || rc=$?
     if [ "$rc" -eq 5 ]; then
@@ -317,7 +318,7 @@ step_wheel() {
     fi
 
     # It must also install (without its dependencies: odoo is not on PyPI).
-    "$MH_PYTHON" -m venv "$WORK/wheel/venv"
+    "$MH_HOST_PYTHON" -m venv "$WORK/wheel/venv"
     mh_pip "$WORK/wheel/venv/bin/python" install -q --no-deps "$wheel"
     "$WORK/wheel/venv/bin/python" - "$MH_ADDON" <<'EOF'
 import pathlib
@@ -333,7 +334,16 @@ EOF
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
-run_step "pure tests" "core/" step_pure
+# The pure tests run on every supported Python the machine has.
+for ver in 3.10 3.11 3.12 3.13; do
+    if py="$(mh_find_python "$ver")"; then
+        run_step "pure tests (Python $(mh_python_version "$py"))" "core/" step_pure "$py" "$ver"
+    else
+        echo
+        echo "SKIPPED pure tests on Python $ver: no python$ver on PATH or under pyenv's versions folder"
+        record SKIPPED "pure tests (Python $ver)" "not on this machine"
+    fi
+done
 
 for series in "${SERIES_LIST[@]}"; do
     src="$(mh_odoo_src "$series")"
@@ -349,7 +359,8 @@ for series in "${SERIES_LIST[@]}"; do
         record FAILED "Odoo $series" "the source at $src is Odoo $src_series"
         continue
     fi
-    run_step "Odoo $series" "$src" step_series "$series" "$src"
+    mh_series_python "$series"
+    run_step "Odoo $series (Python $MH_SERIES_PYTHON_VERSION)" "$src" step_series "$series" "$src"
     if [ -f "$MH_LOGDIR/test-$series.summary" ]; then
         RESULTS[-1]="${RESULTS[-1]}: $(cat "$MH_LOGDIR/test-$series.summary")"
     fi
@@ -377,7 +388,7 @@ for line in "${RESULTS[@]}"; do
         PASSED) passed=$((passed + 1)) ;;
         FAILED) failed=$((failed + 1)) ;;
     esac
-    printf '%-8s %-14s %s\n' "$status" "$name" "$detail"
+    printf '%-8s %-28s %s\n' "$status" "$name" "$detail"
 done
 echo "================================================================"
 echo "$passed passed, $failed failed"

@@ -285,27 +285,15 @@ step_lint() {
 # d. wheel
 # ---------------------------------------------------------------------------
 step_wheel() {
-    local src="$WORK/wheel/src/$MH_ADDON" dist="$WORK/wheel/dist" wheel listing
+    local dist="$WORK/wheel/dist" wheel listing
     mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+    mkdir -p "$dist"
 
-    # whool names the distribution after the addon folder, so build from a copy
-    # in a folder called memory_hygiene (the checkout may be called anything).
-    # The copy holds the files git knows or would add (not the ignored ones).
-    mkdir -p "$src" "$dist"
-    # (cp skips, and we ignore, files deleted in the work tree but not in git.)
-    if git -C "$MH_REPO" rev-parse --git-dir >/dev/null 2>&1; then
-        (
-            cd "$MH_REPO"
-            git ls-files -z --cached --others --exclude-standard |
-                { xargs -0 -r cp --parents -t "$src" 2>/dev/null || true; }
-        )
-    else
-        cp -a "$MH_REPO/." "$src/"
-    fi
-    [ -f "$src/__manifest__.py" ] || mh_die "no __manifest__.py in the repository"
-
-    mh_log "building the wheel (whool)"
-    "$MH_TOOL_PY" -m build --wheel --no-isolation --outdir "$dist" "$src" >"$WORK/wheel/build.log" 2>&1 || {
+    # pyproject.toml's backend (tools/whool_addon_only.py) stages the files Odoo
+    # loads in a folder named memory_hygiene and lets whool build from there,
+    # so the checkout may be called anything.
+    mh_log "building the wheel (whool, addon files only)"
+    "$MH_TOOL_PY" -m build --wheel --no-isolation --outdir "$dist" "$MH_REPO" >"$WORK/wheel/build.log" 2>&1 || {
         cat "$WORK/wheel/build.log" >&2
         return 1
     }
@@ -316,6 +304,11 @@ step_wheel() {
         printf '%s\n' "$listing" >&2
         mh_die "the wheel has no odoo/addons/$MH_ADDON/__manifest__.py"
     fi
+    # What Odoo loads, and its README: nothing that builds, tests or measures it.
+    if grep -E "odoo/addons/$MH_ADDON/(test_addons|tools|benchmarks|readme|\.ci|\.github)/|odoo/addons/$MH_ADDON/\.[^/ ]+ |odoo/addons/$MH_ADDON/requirements\.txt" <<<"$listing"; then
+        mh_die "the wheel holds files Odoo does not load (above)"
+    fi
+    mh_log "the wheel holds $(grep -c "odoo/addons/$MH_ADDON/" <<<"$listing") files of the addon, none of test_addons/, tools/, benchmarks/, readme/, .ci/"
 
     # It must also install (without its dependencies: odoo is not on PyPI).
     "$MH_HOST_PYTHON" -m venv "$WORK/wheel/venv"

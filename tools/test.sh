@@ -11,7 +11,8 @@
 #                19.0: 3.13) unless told otherwise: install + update on a fresh
 #                database with a clean log, then the addon's test suites;
 #                SKIPPED when the source is not
-#   lint         ruff check, ruff format --check, pylint with pylint-odoo
+#   lint         pre-commit run --all-files (ruff, pylint-odoo, OCA's XML/CSV/PO
+#                checks), and README.rst generated from readme/
 #   wheel        the whool-built wheel holds odoo/addons/memory_hygiene
 #
 # Options:
@@ -243,37 +244,16 @@ step_series() {
 # c. linters
 # ---------------------------------------------------------------------------
 step_lint() {
-    local bin bad=0 farm
-    local -a targets
     mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+    local bin bad=0
     bin="$(dirname "$MH_TOOL_PY")"
-
     cd "$MH_REPO"
-    mh_log "ruff check"
-    "$bin/ruff" check --no-fix . || bad=1
-    mh_log "ruff format --check"
-    "$bin/ruff" format --check . || bad=1
-
-    # pylint-odoo knows an addon by its folder name: lint through the link farm
-    # so that the addon is called memory_hygiene whatever the checkout's name.
-    # test_addons/ is linted apart: test addons are never published, so they
-    # need no README.
-    local -a pylint=("$bin/pylint" --rcfile="$MH_REPO/.pylintrc" --load-plugins=pylint_odoo)
-    [ -t 1 ] || pylint+=(--output-format=text)
-    farm="$(mh_link_farm)"
-    mh_log "pylint (pylint-odoo, .pylintrc) on $MH_ADDON"
-    "${pylint[@]}" --ignore=test_addons "$farm/$MH_ADDON" || bad=1
-    targets=()
-    local d
-    for d in "$MH_REPO"/test_addons/*/; do
-        if [ -f "$d/__manifest__.py" ]; then
-            targets+=("${d%/}")
-        fi
-    done
-    if [ ${#targets[@]} -gt 0 ]; then
-        mh_log "pylint (pylint-odoo, .pylintrc) on test_addons/"
-        "${pylint[@]}" --disable=missing-readme "${targets[@]}" || bad=1
-    fi
+    # The hooks of .pre-commit-config.yaml, as OCA's CI runs them: ruff (lint
+    # and format), pylint-odoo, OCA's XML / CSV / PO checks. Their environments
+    # come from PyPI and are kept under MH_CACHE. A hook that fixes a file
+    # fails the step: see `git diff`.
+    mh_log "pre-commit run --all-files (.pre-commit-config.yaml)"
+    PRE_COMMIT_HOME="$MH_CACHE/pre-commit" "$bin/pre-commit" run --all-files --show-diff-on-failure --color=never || bad=1
     # README.rst and index.html are generated from readme/*.md: never stale.
     mh_ensure_pandoc
     mh_log "README.rst generated from readme/ (tools/gen_readme.py --check)"
@@ -361,7 +341,7 @@ for series in "${SERIES_LIST[@]}"; do
 done
 
 if [ "$LINT" = 1 ]; then
-    run_step "lint" "ruff, pylint-odoo" step_lint
+    run_step "lint" "pre-commit, README" step_lint
 else
     record SKIPPED "lint" "--no-lint"
 fi

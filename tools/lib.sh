@@ -459,3 +459,29 @@ mh_ensure_tool_venv() {
     MH_TOOL_PY="$venv/bin/python"
     export MH_TOOL_PY
 }
+
+# ---------------------------------------------------------------------------
+# Provisioned environments (tools/bootstrap.sh makes them; the commands use them)
+# ---------------------------------------------------------------------------
+
+# mh_use_venv SERIES : sets MH_PY to the python of the virtualenv that runs
+# SERIES (on the Python mh_series_python chooses); fails when
+# tools/bootstrap.sh has not made it.
+mh_use_venv() {
+    local series=$1
+    [ "${MH_SERIES_PYTHON_FOR:-}" = "$series" ] || mh_series_python "$series"
+    MH_PY="$MH_CACHE/venv-$series-py${MH_SERIES_PYTHON_VERSION%.*}/bin/python"
+    [ -x "$MH_PY" ] || mh_die "no virtualenv for Odoo $series on Python $MH_SERIES_PYTHON_VERSION: run tools/bootstrap.sh"
+    export MH_PY
+}
+
+# mh_use_tool_venv NAME : sets MH_TOOL_PY to the python of ${MH_CACHE}/venv-NAME;
+# fails when tools/bootstrap.sh has not made it.
+mh_use_tool_venv() {
+    MH_TOOL_PY="$MH_CACHE/venv-$1/bin/python"
+    [ -x "$MH_TOOL_PY" ] || mh_die "no virtualenv $MH_CACHE/venv-$1: run tools/bootstrap.sh"
+    export MH_TOOL_PY
+}
+
+# The Pythons the pure tests run on, where the machine has them.
+MH_PURE_PYTHONS=(3.10 3.11 3.12 3.13)

@@ -95,8 +95,9 @@ SERIES="$(mh_odoo_series "$ODOO_SRC")"
 ODOO_BIN="$(mh_odoo_bin "$ODOO_SRC")"
 mh_log "Odoo $SERIES from $ODOO_SRC"
 
-mh_ensure_postgres
-mh_ensure_venv "$SERIES" "$ODOO_SRC"
+# Provisioning (PostgreSQL, the series' virtualenv) is tools/bootstrap.sh's.
+bash "$MH_REPO/tools/bootstrap.sh" --for run --odoo "$ODOO_SRC"
+mh_use_venv "$SERIES"
 # A real server: no test addons in its addons path.
 mapfile -t COMMON < <(mh_odoo_args "$SERIES" "$ODOO_SRC" 0)
 

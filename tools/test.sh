@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Test it: the one command that checks everything.
+# Test it: the one command that checks everything. It first calls
+# tools/bootstrap.sh, which installs and starts what the tests need.
 #
 #   tools/test.sh [--series 18.0]... [--no-lint] [--keep-db]
 #
@@ -109,7 +110,7 @@ run_step() {
 step_pure() {
     local py=$1 ver=$2 farm rc=0
     # core/ must import without Odoo: this venv has no odoo on sys.path.
-    MH_TOOL_PYTHON="$py" mh_ensure_tool_venv "pure-py$ver" "$MH_REPO/requirements.txt" "$MH_REPO/tools/requirements-test.txt"
+    mh_use_tool_venv "pure-py$ver"
     mh_log "pure tests with $MH_TOOL_PY"
 
     # The repository root is the addon, and its __init__.py imports odoo. pytest
@@ -157,9 +158,7 @@ step_series() {
     local -a common install_extra=()
     local test_addon="test_$MH_ADDON"
 
-    mh_ensure_postgres
-    mh_ensure_chromium
-    mh_ensure_venv "$series" "$src"
+    mh_use_venv "$series"
     odoo_bin="$(mh_odoo_bin "$src")"
     mapfile -t common < <(mh_odoo_args "$series" "$src")
     mh_log "addons path: ${common[0]#--addons-path=}"
@@ -244,7 +243,7 @@ step_series() {
 # c. linters
 # ---------------------------------------------------------------------------
 step_lint() {
-    mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+    mh_use_tool_venv lint
     local bin bad=0
     bin="$(dirname "$MH_TOOL_PY")"
     cd "$MH_REPO"
@@ -255,7 +254,6 @@ step_lint() {
     mh_log "pre-commit run --all-files (.pre-commit-config.yaml)"
     PRE_COMMIT_HOME="$MH_CACHE/pre-commit" "$bin/pre-commit" run --all-files --show-diff-on-failure --color=never || bad=1
     # README.rst and index.html are generated from readme/*.md: never stale.
-    mh_ensure_pandoc
     mh_log "README.rst generated from readme/ (tools/gen_readme.py --check)"
     "$MH_TOOL_PY" tools/gen_readme.py --check || bad=1
     return "$bad"
@@ -266,7 +264,7 @@ step_lint() {
 # ---------------------------------------------------------------------------
 step_wheel() {
     local dist="$WORK/wheel/dist" wheel listing
-    mh_ensure_tool_venv lint "$MH_REPO/tools/requirements-lint.txt"
+    mh_use_tool_venv lint
     mkdir -p "$dist"
 
     # pyproject.toml's backend (tools/whool_addon_only.py) stages the files Odoo
@@ -307,8 +305,20 @@ EOF
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
+# Provisioning first (tools/bootstrap.sh): PostgreSQL, Chromium, pandoc, the
+# virtualenvs of each series found and of each Python present. Then only tests.
+BOOTSTRAP_ARGS=(--for test)
+for series in "${SERIES_LIST[@]}"; do
+    src="$(mh_odoo_src "$series")"
+    if [ -n "$src" ] && [ "$(mh_odoo_series "$src")" = "$series" ]; then
+        BOOTSTRAP_ARGS+=(--odoo "$src")
+    fi
+done
+mh_log "provisioning: tools/bootstrap.sh ${BOOTSTRAP_ARGS[*]}"
+bash "$MH_REPO/tools/bootstrap.sh" "${BOOTSTRAP_ARGS[@]}" || mh_die "tools/bootstrap.sh failed (above): nothing was tested"
+
 # The pure tests run on every supported Python the machine has.
-for ver in 3.10 3.11 3.12 3.13; do
+for ver in "${MH_PURE_PYTHONS[@]}"; do
     if py="$(mh_find_python "$ver")"; then
         run_step "pure tests (Python $(mh_python_version "$py"))" "core/" step_pure "$py" "$ver"
     else

@@ -31,7 +31,7 @@ class AdminClient:
         return self._post("/web/dataset/call_kw", params)
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestDiagnosticsServer(TransactionCase):
     """The diagnostics page of a real prefork server: signals to sibling workers."""
 

@@ -6,7 +6,7 @@ from odoo.tests import TransactionCase, tagged
 from .harness import OdooServer, server_database, wait_until
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestHarness(TransactionCase):
     def test_real_server_with_workers_starts_and_stops_whole(self):
         server = OdooServer(server_database(), workers=2, max_cron_threads=1)

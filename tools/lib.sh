@@ -329,6 +329,21 @@ mh_python_version() {
     "$1" -c 'import platform; print(platform.python_version())'
 }
 
+# mh_resolve_python NAME_OR_PATH : the path of a Python that runs, for a value
+# of MH_PYTHON*: a path, or a command name; a name "pythonX.Y" that does not
+# run from PATH (a pyenv shim of a version pyenv has not activated) is looked
+# for under pyenv's versions folder. Fails with a plain message otherwise.
+mh_resolve_python() {
+    local want=$1 path
+    if path="$(command -v "$want" 2>/dev/null)" && "$path" -c 'import sys' >/dev/null 2>&1; then
+        printf '%s\n' "$path"
+    elif [[ "$want" =~ ^python([0-9]+\.[0-9]+)$ ]] && mh_find_python "${BASH_REMATCH[1]}"; then
+        :
+    else
+        mh_die "Python '$want' does not run here (not on PATH, nor under ${PYENV_ROOT:-$HOME/.pyenv}/versions)"
+    fi
+}
+
 # mh_series_python SERIES : sets MH_SERIES_PYTHON (the Python that runs
 # SERIES) and MH_SERIES_PYTHON_WHY (a plain sentence: where it came from).
 # In order: $MH_PYTHON_<major> ($MH_PYTHON_18, $MH_PYTHON_19), $MH_PYTHON,
@@ -340,11 +355,11 @@ mh_series_python() {
     var="MH_PYTHON_${major}"
     newest="$(mh_newest_python_of "$series")"
     if [ -n "${!var:-}" ]; then
-        MH_SERIES_PYTHON="${!var}"
-        MH_SERIES_PYTHON_WHY="from $var"
+        MH_SERIES_PYTHON="$(mh_resolve_python "${!var}")" || exit 1
+        MH_SERIES_PYTHON_WHY="from $var=${!var}"
     elif [ -n "${MH_PYTHON:-}" ]; then
-        MH_SERIES_PYTHON="$MH_PYTHON"
-        MH_SERIES_PYTHON_WHY="from MH_PYTHON"
+        MH_SERIES_PYTHON="$(mh_resolve_python "$MH_PYTHON")" || exit 1
+        MH_SERIES_PYTHON_WHY="from MH_PYTHON=$MH_PYTHON"
     elif [ -n "$newest" ] && found="$(mh_find_python "$newest")"; then
         MH_SERIES_PYTHON="$found"
         MH_SERIES_PYTHON_WHY="the newest Python Odoo $series supports"
@@ -352,7 +367,6 @@ mh_series_python() {
         MH_SERIES_PYTHON="$MH_HOST_PYTHON"
         MH_SERIES_PYTHON_WHY="no python$newest on PATH or under ${PYENV_ROOT:-$HOME/.pyenv}/versions: the default $MH_HOST_PYTHON"
     fi
-    command -v "$MH_SERIES_PYTHON" >/dev/null 2>&1 || mh_die "Python $MH_SERIES_PYTHON ($MH_SERIES_PYTHON_WHY) not found"
     MH_SERIES_PYTHON_VERSION="$(mh_python_version "$MH_SERIES_PYTHON")"
     MH_SERIES_PYTHON_FOR="$series"
     mh_log "Odoo $series runs on Python $MH_SERIES_PYTHON_VERSION ($MH_SERIES_PYTHON): $MH_SERIES_PYTHON_WHY"

@@ -5,6 +5,9 @@ from odoo.tests.common import TransactionCase, new_test_user
 
 from odoo.addons.memory_hygiene import compat
 
+#: The modules of a real server that runs this test addon's crons and routes.
+USER_ADDON = ("memory_hygiene", "test_memory_hygiene")
+
 
 class BatchCase(TransactionCase):
     """Records of the user's model, handled by an internal user (no admin rights)."""

@@ -5,16 +5,17 @@ from odoo.tests import TransactionCase, tagged
 from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
 
 from ..models import test_memory_leak_job as jobs
+from .common import USER_ADDON
 
 CRONS = ("ir_cron_test_leak_job", "ir_cron_test_tracked_job")
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestProfilerUnderServer(TransactionCase):
     """The profiler in a real prefork server: the cron worker runs the jobs, on real cursors."""
 
     def test_cron_worker_leaves_its_runs(self):
-        db = server_database()
+        db = server_database(USER_ADDON)
         with db_cursor(db) as cr:
             cr.execute(
                 "SELECT name, res_id FROM ir_model_data WHERE module = 'test_memory_hygiene' AND name IN %s",

@@ -16,17 +16,19 @@ from odoo.addons.memory_hygiene import compat
 from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
 
+from .common import USER_ADDON
+
 TOKEN = "real-server-token-0123456789abcdef"
 SOFT_MB = 1024  # low enough to reach with one allocation, far above an idle worker
 HARD_MB = 4096
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestRealServer(TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.db = server_database()
+        cls.db = server_database(USER_ADDON)
         with db_cursor(cls.db) as cr:
             cr.execute("DELETE FROM memory_snapshot")  # left by other tests of this process
             for key, value in (
@@ -217,10 +219,10 @@ class TestRealServer(TransactionCase):
         )
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestOtherModes(TransactionCase):
     def test_threaded_server_samples_itself_after_requests_and_from_its_cron_thread(self):
-        db = server_database()
+        db = server_database(USER_ADDON)
         with db_cursor(db) as cr:
             cr.execute(
                 "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = ("
@@ -245,7 +247,7 @@ class TestOtherModes(TransactionCase):
         self.assertEqual(found, {("request", "threaded"), ("schedule", "threaded")})
 
     def test_odoo_bin_shell_samples_itself_as_other(self):
-        db = server_database()
+        db = server_database(USER_ADDON)
         code = (
             "snapshots = env['memory.snapshot']._sample_round('manual')\n"
             "print('SAMPLED', __import__('json').dumps([[s.pid, s.process_kind] for s in snapshots]))\n"

@@ -2,9 +2,8 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
-from odoo.exceptions import AccessError
 
-from .. import compat
+from .. import access, compat
 from ..core import params
 from ..core import report as reports
 from ..core import verdict as verdicts
@@ -41,8 +40,7 @@ class MemoryLeakReport(models.AbstractModel):
     @api.model
     def action_send_now(self):
         """The "Send report now" buttons (settings, profiled runs)."""
-        if not self.env.user.has_group("base.group_system"):
-            raise AccessError(self.env._("Only Settings administrators can send the memory leak report."))
+        access.check_admin(self.env)
         sent = self._send()
         message = self.env._(
             "%(findings)s finding(s); mail to %(count)s recipient(s).",

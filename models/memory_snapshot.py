@@ -10,7 +10,7 @@ from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from .. import compat
+from .. import access, compat
 from ..core import params, procmem, proctree, sampler, trends
 
 _logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class MemorySnapshot(models.Model):
 
     def action_sample_now(self):
         """Sample every Odoo process of this host now, with this worker's top object types."""
-        self.browse().check_access("read")  # the records are written as superuser: admins only
+        access.check_admin(self.env)  # the records are written as superuser: admins only
         self._sample_round("manual", top_types=True)
         return {"type": "ir.actions.client", "tag": "reload"}
 

@@ -7,3 +7,4 @@ from . import test_endpoints
 from . import test_diagnostics_server
 from . import test_cron_run
 from . import test_leak_report
+from . import test_security

@@ -17,6 +17,8 @@ from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
 
 TOKEN = "real-server-token-0123456789abcdef"
+#: What a production server started with --test-enable has in its config, with no test to run.
+TEST_ENABLE_ARGS = ("--test-enable", "--test-tags=/mh_no_such_module")
 SOFT_MB = 1024  # low enough to reach with one allocation, far above an idle worker
 HARD_MB = 4096
 
@@ -219,6 +221,21 @@ class TestRealServer(TransactionCase):
 
 @tagged("post_install", "-at_install")
 class TestOtherModes(TransactionCase):
+    def odoo_shell(self, db, code, *args):
+        """Run ``code`` in ``odoo-bin shell`` on ``db``; the finished process (it exited with 0)."""
+        done = subprocess.run(
+            [sys.executable, compat.odoo_bin(), "shell", *compat.child_server_args(), "-d", db, *args]
+            + ["--log-level=warn"],
+            input=code,
+            capture_output=True,
+            text=True,
+            env=harness._child_env(),
+            timeout=300,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        return done
+
     def test_threaded_server_samples_itself_after_requests_and_from_its_cron_thread(self):
         db = server_database()
         with db_cursor(db) as cr:
@@ -244,6 +261,45 @@ class TestOtherModes(TransactionCase):
         found = wait_until(triggers, 120, 2, "snapshots of the threaded server")
         self.assertEqual(found, {("request", "threaded"), ("schedule", "threaded")})
 
+    def test_a_server_started_with_test_enable_samples_itself_and_commits_per_batch(self):
+        """--test-enable in production's config: outside a test run, it is not the test runner."""
+        db = server_database()
+        # --test-enable alone would run every installed module's tests first (these included):
+        # a tag that matches no test keeps the run empty, as on a server whose tests passed.
+        server = OdooServer(db, workers=0, max_cron_threads=0, extra_args=TEST_ENABLE_ARGS)
+        self.addCleanup(server.stop)
+        server.start()
+        [pid] = server.pids()["threaded"]
+        self.assertEqual(server.get("/test_memory_hygiene/pid").json()["pid"], pid)
+
+        def request_snapshot():
+            with db_cursor(db) as cr:
+                cr.execute(
+                    "SELECT count(*) FROM memory_snapshot WHERE pid = %s AND trigger = 'request'", [pid]
+                )
+                return cr.fetchone()[0]
+
+        wait_until(request_snapshot, 60, message="the server sampling itself after a request")
+        # The batched mixin in a process started with --test-enable: each batch is committed
+        # (a second connection sees the first batch while the second one runs).
+        code = (
+            "Rec = env['test.memory.batch.record']\n"
+            "recs = Rec.create([{'name': 'test-enable %s' % i} for i in range(4)])\n"
+            "env.cr.commit()\n"
+            "seen = []\n"
+            "def close(batch):\n"
+            "    with env.registry.cursor() as other:\n"
+            '        other.execute("SELECT count(*) FROM test_memory_batch_record"\n'
+            "                      \" WHERE id IN %s AND state = 'done'\", [tuple(recs.ids)])\n"
+            "        seen.append(other.fetchone()[0])\n"
+            "    batch.write({'state': 'done'})\n"
+            "Rec._batch_process([('id', 'in', recs.ids)], close, batch_size=2)\n"
+            "env.cr.commit()\n"
+            "print('SEEN', seen)\n"
+        )
+        done = self.odoo_shell(db, code, *TEST_ENABLE_ARGS)
+        self.assertIn("SEEN [0, 2]", done.stdout, done.stderr[-3000:])
+
     def test_odoo_bin_shell_samples_itself_as_other(self):
         db = server_database()
         code = (
@@ -251,24 +307,7 @@ class TestOtherModes(TransactionCase):
             "print('SAMPLED', __import__('json').dumps([[s.pid, s.process_kind] for s in snapshots]))\n"
             "env.cr.commit()\n"
         )
-        done = subprocess.run(
-            [
-                sys.executable,
-                compat.odoo_bin(),
-                "shell",
-                *compat.child_server_args(),
-                "-d",
-                db,
-                "--log-level=warn",
-            ],
-            input=code,
-            capture_output=True,
-            text=True,
-            env=harness._child_env(),
-            timeout=300,
-            check=False,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        done = self.odoo_shell(db, code)
         line = next(line for line in done.stdout.splitlines() if line.startswith("SAMPLED"))
         [(pid, kind)] = json.loads(line.removeprefix("SAMPLED "))
         self.assertEqual(kind, "other")

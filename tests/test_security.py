@@ -154,6 +154,30 @@ class TestPublicMethods(RpcCase):
                     self.assertEqual(error, "odoo.exceptions.AccessError", body[:500])
         self.assertEqual(database_state(self.env), before, "a refused call changes nothing")
 
+    def test_every_server_action_of_the_addon_refuses_them(self):
+        """The menu's server action and those of the addon's scheduled actions, run over RPC."""
+        data = self.env["ir.model.data"].sudo().search([("module", "=", ADDON)])
+        actions = (
+            self.env["ir.actions.server"]
+            .sudo()
+            .browse(data.filtered(lambda d: d.model == "ir.actions.server").mapped("res_id"))
+        )
+        actions |= (
+            self.env["ir.cron"]
+            .sudo()
+            .browse(data.filtered(lambda d: d.model == "ir.cron").mapped("res_id"))
+            .ir_actions_server_id
+        )
+        self.assertGreaterEqual(len(actions), 3, "the diagnostics menu, sampling and the leak report")
+        before = database_state(self.env)
+        for user in (self.portal, self.internal):
+            self.authenticate(user.login, user.login)
+            for action in actions:
+                with self.subTest(user=user.login, action=action.name):
+                    _result, error, body = self.rpc("ir.actions.server", "run", [action.ids])
+                    self.assertEqual(error, "odoo.exceptions.AccessError", body[:500])
+        self.assertEqual(database_state(self.env), before, "a refused call changes nothing")
+
     def test_the_public_user_gets_nothing_either(self):
         before = database_state(self.env)
         _result, error, _body = self.rpc("res.config.settings", "action_memory_rotate_token", [[1]])

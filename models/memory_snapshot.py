@@ -139,7 +139,13 @@ class MemorySnapshot(models.Model):
 
     @api.model
     def _cron_sample(self):
-        """Scheduled action: sample every Odoo process of this host."""
+        """Scheduled action: sample every Odoo process of this host.
+
+        Checked like a public method: its server action can be run over RPC
+        (19.0's ``ir.actions.server.run`` checks write access under sudo, so
+        for anyone). The scheduled action runs as the superuser and passes.
+        """
+        access.check_admin(self.env)
         return self._sample_round("schedule")
 
     def action_sample_now(self):

@@ -55,6 +55,7 @@ class TestEndpoints(HttpCase):
         super().setUpClass()
         cls.admin = new_test_user(cls.env, login="mh_endpoint_admin", groups="base.group_system")
         cls.user = new_test_user(cls.env, login="mh_endpoint_user", groups="base.group_user")
+        cls.portal = new_test_user(cls.env, login="mh_endpoint_portal", groups="base.group_portal")
         cls.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, TOKEN)
 
     def setUp(self):
@@ -79,10 +80,11 @@ class TestEndpoints(HttpCase):
                 with self.subTest(path=path, url=response.url):
                     self.assertEqual(response.status_code, 403)
                     self.assertEqual(response.content, b"")
-        self.authenticate(self.user.login, self.user.login)
-        for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
-            response = self.get(path)
-            self.assertEqual((response.status_code, response.content), (403, b""), "an internal user")
+        for user in (self.user, self.portal):
+            self.authenticate(user.login, user.login)
+            for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
+                response = self.get(path)
+                self.assertEqual((response.status_code, response.content), (403, b""), user.login)
 
     def test_empty_token_setting_opens_nothing(self):
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, "")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections import Counter
 
 import psutil
@@ -22,8 +23,17 @@ SERIES = release.series
 
 
 def in_test_mode():
-    """True under Odoo's test runner, where ``cr.commit()`` is forbidden."""
-    return bool(config["test_enable"] or config.get("test_file") or odoo.modules.module.current_test)
+    """True while Odoo's test runner runs a test in this process, where ``cr.commit()`` is forbidden.
+
+    Decided from what the runner sets around the tests it runs, never from
+    ``--test-enable`` / ``--test-file``: a production server started with that
+    flag runs the tests of the modules it installs, then serves, and must then
+    commit per batch and sample itself. ``odoo.modules.module.current_test`` is
+    set (process-wide, so also in HttpCase's server thread) while a suite runs;
+    the thread's ``testing`` attribute is set by 18.0's ``--test-file`` runner
+    and while test or demo data load.
+    """
+    return bool(odoo.modules.module.current_test or getattr(threading.current_thread(), "testing", False))
 
 
 def create_unique_index(cr, name, table, expressions):

@@ -1,3 +1,4 @@
+import hashlib
 import hmac
 import json
 import socket
@@ -6,17 +7,18 @@ from odoo import fields, http
 from odoo.http import request
 from odoo.tools import config
 
-from .. import compat
+from .. import access, compat
 from ..core import health, metrics, params, sampler
-
-TOKEN_HEADER = "X-Memory-Hygiene-Token"
 
 
 class MemoryHygieneController(http.Controller):
     """Health and metrics of this host's Odoo processes, for monit, watchdogs and Prometheus.
 
-    Both need the endpoint token (``X-Memory-Hygiene-Token`` header or
-    ``?token=``) or a Settings admin's session; anyone else gets a bare 403.
+    Both need the endpoint token, sent as ``Authorization: Bearer <token>``
+    (what Prometheus' ``authorization`` option, monit's ``http headers`` and
+    ``curl -H`` send), or a Settings admin's session; anyone else gets a bare
+    403. A token in the query string is not accepted: it would land in every
+    access log on the way (Odoo's, a proxy's).
     """
 
     @http.route("/memory_hygiene/health", type="http", auth="public", methods=["GET"], save_session=False)
@@ -75,13 +77,24 @@ class MemoryHygieneController(http.Controller):
 
 
 def _allowed():
-    """The endpoint token, or a Settings admin's session."""
-    # The token is compared for anonymous callers: reading it needs no user.
-    expected = request.env["ir.config_parameter"].sudo().get_param(params.ENDPOINT_TOKEN) or ""
-    given = request.httprequest.headers.get(TOKEN_HEADER) or request.httprequest.args.get("token") or ""
-    if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+    """The endpoint token as a bearer token, or a Settings admin's session."""
+    # A token shorter than the minimum (stored by hand) is no token: params.read refuses it.
+    expected = _setting(params.ENDPOINT_TOKEN)
+    given = _bearer_token()
+    # Digests of equal length, compared in constant time: neither the token nor its length leaks.
+    if expected and given and hmac.compare_digest(_digest(given), _digest(expected)):
         return True
-    return bool(request.session.uid) and request.env.user.has_group("base.group_system")
+    return access.is_admin(request.env)
+
+
+def _bearer_token():
+    """The credentials of an ``Authorization: Bearer <token>`` header, or ``""``."""
+    scheme, _sep, credentials = (request.httprequest.headers.get("Authorization") or "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _rounded(value):

@@ -14,6 +14,15 @@ falls back to the default (and says so) when a stored value is nonsense::
     ... except ParamError as exc:
     ...     print(exc)
     Sampling interval (minutes) must be at least 1, got 0.
+
+A text setting's ``minimum`` is a length, and its value is never repeated in
+the message (the endpoint token is a secret)::
+
+    >>> try:
+    ...     check(ENDPOINT_TOKEN, "short-secret")
+    ... except ParamError as exc:
+    ...     print(exc)
+    Endpoint token must be empty or at least 32 characters long, got 12 characters.
 """
 
 import logging
@@ -30,7 +39,7 @@ class Param:
     label: str
     kind: type  # int, float, bool or str
     default: object
-    minimum: float | None = None
+    minimum: float | None = None  # for a text: its shortest length when not empty
     maximum: float | None = None
 
 
@@ -49,6 +58,7 @@ GROWTH_THRESHOLD = PREFIX + "growth_threshold"
 GROWTH_MIN_SPAN = PREFIX + "growth_min_span"
 WARN_SHARE = PREFIX + "warn_share"
 ENDPOINT_TOKEN = PREFIX + "endpoint_token"
+ENDPOINT_TOKEN_MIN_LENGTH = 32
 # Cron-leak profiler.
 PROFILE_UNTIL = PREFIX + "profile_until"
 PROFILE_FRAMES = PREFIX + "profile_frames"
@@ -71,7 +81,8 @@ PARAMS = {
         _p("growth_threshold", "Leak-suspect growth (MiB/hour)", float, 50.0, 0.1, 1024 * 1024),
         _p("growth_min_span", "Leak-suspect minimum span (minutes)", int, 60, 5, 30 * 24 * 60),
         _p("warn_share", "Warn at share of the soft limit (%)", float, 90.0, 1, 100),
-        _p("endpoint_token", "Endpoint token", str, ""),
+        # A token guessed is a host's process list and a lever on its monitors: 32 characters at least.
+        _p("endpoint_token", "Endpoint token", str, "", ENDPOINT_TOKEN_MIN_LENGTH),
         _p("profile_until", "Profile every cron until", str, ""),
         _p("profile_frames", "Profiler frames", int, 1, 1, 100),
         _p("profile_top_n", "Profiler top N lines", int, 10, 1, 200),
@@ -96,7 +107,13 @@ def check(key, value):
             return value.strip().lower() in ("1", "true", "yes", "on")
         return bool(value)
     if param.kind is str:
-        return "" if value in (None, False) else str(value).strip()
+        text = "" if value in (None, False) else str(value).strip()
+        if text and param.minimum is not None and len(text) < param.minimum:
+            raise ParamError(
+                f"{param.label} must be empty or at least {_fmt(param.minimum)} characters long,"
+                f" got {len(text)} characters."
+            )
+        return text
     if value in (None, "", False) and not isinstance(value, int | float):
         return param.default
     try:

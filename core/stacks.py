@@ -18,6 +18,22 @@ import traceback
 
 _ATTRS = ("uid", "dbname", "url", "query_count")
 
+#: A query-string parameter that carries a credential: ``token=``, ``access_token=``, ``password=``...
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s]*(?:token|password|secret)=)[^&;#\s)]*")
+
+
+def mask_secrets(url):
+    """``url`` with the values of its ``token=``-like query parameters masked, for logs and pages.
+
+    >>> mask_secrets("/memory_hygiene/health?token=abc&x=1")
+    '/memory_hygiene/health?token=***&x=1'
+    >>> mask_secrets("/my/orders/7?access_token=f00d#frag")
+    '/my/orders/7?access_token=***#frag'
+    >>> mask_secrets("n/a")
+    'n/a'
+    """
+    return _SECRET_PARAM.sub(r"\1***", str(url))
+
 
 def thread_info(threads):
     """``{ident: info}`` of Odoo's per-thread attributes, as ``dumpstacks`` reads them."""
@@ -40,6 +56,11 @@ def header(ident, info, now):
     '# Thread: <Thread(w)> (db:db) (uid:2) (url:/web) (qc:3 qt:0.500 pt:0.750)'
     >>> header(8, {}, now=0)
     '# Thread: 8 (db:n/a) (uid:n/a) (url:n/a) (qc:n/a qt:n/a pt:n/a)'
+
+    The URL's tokens are masked (the dump is logged and shown)::
+
+        >>> header(9, {"url": "/memory_hygiene/metrics?token=s3cret"}, now=0)
+        '# Thread: 9 (db:n/a) (uid:n/a) (url:/memory_hygiene/metrics?token=***) (qc:n/a qt:n/a pt:n/a)'
     """
     query_time = info.get("query_time")
     perf_t0 = info.get("perf_t0")
@@ -52,7 +73,7 @@ def header(ident, info, now):
         info.get("repr", ident),
         info.get("dbname", "n/a"),
         info.get("uid", "n/a"),
-        info.get("url", "n/a"),
+        mask_secrets(info.get("url", "n/a")),
         info.get("query_count", "n/a"),
         query_time or "n/a",
         python_time or "n/a",

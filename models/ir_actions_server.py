@@ -16,6 +16,12 @@ class IrActionsServer(models.Model):
 
         Odoo commits right after (19.0, in ``_callback``), and a commit
         empties the record cache: this is the last moment it can be seen.
+
+        No admin check here, on purpose: this is Odoo's entry point of every
+        server action, run by every kind of user (Odoo checks the action's
+        groups itself). The override reads and changes nothing of the addon
+        for its caller: it only fills in the probe that a profiled cron run
+        set in this very thread (``ACTIVE_PROFILE``), and nothing when none is.
         """
         result = super().run()
         probe = ACTIVE_PROFILE.get()

@@ -6,7 +6,7 @@ import traceback
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import compat
+from .. import access, compat
 from ..core import leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
@@ -109,7 +109,13 @@ class IrCron(models.Model):
         return self._memory_profiled(plan, server_action_id, super()._callback, cron_name, server_action_id)
 
     def method_direct_trigger(self):
-        """18.0's "Run Manually" runs the server action without ``_callback``: profile it here."""
+        """18.0's "Run Manually" runs the server action without ``_callback``: profile it here.
+
+        Settings admins only, like Odoo's own (which needs write access to
+        ``ir.cron``, granted to Settings admins alone): checked on both series,
+        before the profiler reads its settings or counts the run.
+        """
+        access.check_admin(self.env)
         if not compat.RUN_MANUALLY_SKIPS_CALLBACK:
             return super().method_direct_trigger()
         self.ensure_one()
@@ -284,6 +290,8 @@ class IrCron(models.Model):
     # ------------------------------------------------------------------
 
     def action_memory_open_runs(self):
+        """The profiled runs of this scheduled action (an ``ir.actions.act_window`` dict)."""
+        access.check_admin(self.env)
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id("memory_hygiene.memory_cron_run_action")
         action["domain"] = [("cron_id", "=", self.id)]
@@ -292,6 +300,8 @@ class IrCron(models.Model):
         return action
 
     def action_memory_open_graph(self):
+        """The profiled runs of this scheduled action, as a graph first."""
+        access.check_admin(self.env)
         action = self.action_memory_open_runs()
         action["view_mode"] = "graph,list,form,pivot"
         action["views"] = [(False, "graph"), (False, "list"), (False, "form"), (False, "pivot")]

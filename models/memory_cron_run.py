@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .. import compat
+from .. import access, compat
 from ..core import params
 from ..core.leakprof import MIB
 
@@ -163,4 +163,5 @@ class MemoryCronRun(models.Model):
 
     def action_send_leak_report(self):
         """The "Send report now" button of the runs list."""
+        access.check_admin(self.env)
         return self.env["memory.leak.report"].action_send_now()

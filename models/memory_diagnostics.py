@@ -7,9 +7,8 @@ from datetime import datetime, timezone
 import psutil
 
 from odoo import api, fields, models
-from odoo.exceptions import AccessError
 
-from .. import compat
+from .. import access, compat
 from ..core import advisor, cachestats, heap, params, pgpressure, procinfo, proctree, stacks
 
 _logger = logging.getLogger(__name__)
@@ -87,8 +86,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     # ------------------------------------------------------------------
     @api.model
     def _check_admin(self):
-        if not self.env.is_system():
-            raise AccessError(self.env._("Memory diagnostics are for Settings administrators only."))
+        access.check_admin(self.env)
 
     @api.model
     def action_open(self):

@@ -4,6 +4,7 @@ from urllib.parse import urlparse
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from .. import access
 from ..core import params
 
 #: Settings fields stored as plain config parameters, by field name.
@@ -76,10 +77,19 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.WARN_SHARE,
         default=_default(params.WARN_SHARE),
     )
+    # The two secrets (the endpoint token, and the webhook URL, which is the credential of a
+    # Slack, Teams or Discord webhook) are restricted to Settings admins at the field level:
+    # read, search_read, web_read, onchange specs and export refuse them to anyone else. Their
+    # values are read under sudo by default_get (config_parameter fields), so get_values
+    # refuses non-admins too (see there). They are kept in clear in ir.config_parameter
+    # (readable by Settings admins only, like every system parameter): the webhook URL must
+    # be usable, and a hashed token would only hide it from those who may rotate it anyway.
     memory_endpoint_token = fields.Char(
         string="Endpoint token",
         config_parameter=params.ENDPOINT_TOKEN,
-        help="Needed by /memory_hygiene/health and /memory_hygiene/metrics (header or ?token=).",
+        groups=access.ADMIN_GROUP,
+        help="Needed by /memory_hygiene/health and /memory_hygiene/metrics, sent as "
+        "'Authorization: Bearer <token>'. At least 32 characters.",
     )
     memory_profile_until = fields.Datetime(
         string="Profile every cron until",
@@ -119,6 +129,7 @@ class ResConfigSettings(models.TransientModel):
     memory_report_webhook_url = fields.Char(
         string="Leak report webhook",
         config_parameter=params.REPORT_WEBHOOK_URL,
+        groups=access.ADMIN_GROUP,
         help="http(s) URL that receives the report as JSON with a Slack-compatible 'text' field.",
     )
 
@@ -140,6 +151,9 @@ class ResConfigSettings(models.TransientModel):
 
     @api.model
     def get_values(self):
+        # default_get reads every config_parameter field under sudo and then calls this:
+        # refusing here keeps the secrets (and every other setting) from non-admins.
+        access.check_admin(self.env)
         res = super().get_values()
         icp = self.env["ir.config_parameter"].sudo()  # settings are read by Settings admins only
         until = icp.get_param(params.PROFILE_UNTIL)
@@ -151,6 +165,7 @@ class ResConfigSettings(models.TransientModel):
         return res
 
     def set_values(self):
+        access.check_admin(self.env)
         res = super().set_values()
         icp = self.env["ir.config_parameter"].sudo()  # settings are written by Settings admins only
         icp.set_param(
@@ -165,11 +180,13 @@ class ResConfigSettings(models.TransientModel):
 
     def action_memory_rotate_token(self):
         """Generate a new endpoint token; the old one stops working at once."""
+        access.check_admin(self.env)
         self.ensure_one()
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, secrets.token_urlsafe(32))
         return {"type": "ir.actions.client", "tag": "reload"}
 
     def action_memory_send_leak_report(self):
         """Send the leak report now, with the settings as saved."""
+        access.check_admin(self.env)
         self.ensure_one()
         return self.env["memory.leak.report"].action_send_now()

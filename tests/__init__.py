@@ -8,3 +8,5 @@ from . import test_diagnostics_server
 from . import test_cron_run
 from . import test_leak_report
 from . import test_core
+from . import test_security
+from . import test_in_test_mode

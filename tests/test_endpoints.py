@@ -1,5 +1,6 @@
 import json
 import os
+import re
 from unittest.mock import patch
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,6 +12,40 @@ from ..core import params
 
 MIB = 1024 * 1024
 TOKEN = "s3cret-token-for-tests-0123456789"
+USAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "readme", "USAGE.md")
+#: The placeholder the README's recipes hold where the token goes.
+PLACEHOLDERS = ("CHANGE-ME", "$TOKEN")
+
+
+def readme_requests():
+    """``[(recipe, path, header name, header value)]``: each request to the endpoints README shows.
+
+    monit: ``request "<path>"`` and its ``http headers [Name: value]``; the
+    watchdog: ``curl -H "Name: value" http://127.0.0.1:8069<path>``;
+    Prometheus: ``metrics_path`` with ``authorization: credentials:``, which
+    it sends as ``Authorization: Bearer <credentials>`` (its default type).
+    """
+    with open(USAGE, encoding="utf-8") as usage:
+        text = usage.read()
+    found = [
+        ("monit", path, name, value)
+        for path, name, value in re.findall(
+            r'request "(/memory_hygiene/[^"]*)" status = 200\n\s*http headers \[([\w-]+): ([^\]]+)\]', text
+        )
+    ]
+    found += [
+        ("curl", path, name, value)
+        for name, value, path in re.findall(
+            r'-H "([\w-]+): ([^"]+)" http://127\.0\.0\.1:8069(/memory_hygiene/[\w/]+)', text
+        )
+    ]
+    found += [
+        ("prometheus", path, "Authorization", f"Bearer {credentials}")
+        for path, credentials in re.findall(
+            r"metrics_path: (/memory_hygiene/\S+)\n(?:.*\n)*?\s*authorization:.*\n\s*credentials: (\S+)", text
+        )
+    ]
+    return found
 
 
 @tagged("post_install", "-at_install")
@@ -20,6 +55,7 @@ class TestEndpoints(HttpCase):
         super().setUpClass()
         cls.admin = new_test_user(cls.env, login="mh_endpoint_admin", groups="base.group_system")
         cls.user = new_test_user(cls.env, login="mh_endpoint_user", groups="base.group_user")
+        cls.portal = new_test_user(cls.env, login="mh_endpoint_portal", groups="base.group_portal")
         cls.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, TOKEN)
 
     def setUp(self):
@@ -34,27 +70,39 @@ class TestEndpoints(HttpCase):
         for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
             for response in (
                 self.get(path),
-                self.get(path, **{"X-Memory-Hygiene-Token": "wrong"}),
-                self.get(f"{path}?token=wrong"),
+                self.get(path, Authorization="Bearer wrong"),
+                self.get(path, Authorization=f"Bearer {TOKEN}x"),
+                self.get(path, Authorization=f"Basic {TOKEN}"),
+                # In the query string the token would land in access logs: not accepted.
+                self.get(f"{path}?token={TOKEN}"),
+                self.get(path, **{"X-Memory-Hygiene-Token": TOKEN}),
             ):
                 with self.subTest(path=path, url=response.url):
                     self.assertEqual(response.status_code, 403)
                     self.assertEqual(response.content, b"")
-        self.authenticate(self.user.login, self.user.login)
-        for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
-            response = self.get(path)
-            self.assertEqual((response.status_code, response.content), (403, b""), "an internal user")
+        for user in (self.user, self.portal):
+            self.authenticate(user.login, user.login)
+            for path in ("/memory_hygiene/health", "/memory_hygiene/metrics"):
+                response = self.get(path)
+                self.assertEqual((response.status_code, response.content), (403, b""), user.login)
 
     def test_empty_token_setting_opens_nothing(self):
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, "")
-        response = self.get("/memory_hygiene/health?token=")
+        response = self.get("/memory_hygiene/health", Authorization="Bearer ")
         self.assertEqual((response.status_code, response.content), (403, b""))
 
-    def test_health_with_token_header_or_parameter(self):
-        for response in (
-            self.get("/memory_hygiene/health", **{"X-Memory-Hygiene-Token": TOKEN}),
-            self.get(f"/memory_hygiene/health?token={TOKEN}"),
-        ):
+    def test_a_short_token_stored_by_hand_opens_nothing(self):
+        short = "x" * 31
+        self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, short)
+        with self.assertLogs("odoo.addons.memory_hygiene.core.params", "WARNING") as logs:
+            response = self.get("/memory_hygiene/health", Authorization=f"Bearer {short}")
+        self.assertEqual((response.status_code, response.content), (403, b""))
+        self.assertIn("at least 32 characters", logs.output[0])
+        self.assertNotIn(short, "\n".join(logs.output))
+
+    def test_health_with_a_bearer_token(self):
+        for authorization in (f"Bearer {TOKEN}", f"bearer {TOKEN}"):
+            response = self.get("/memory_hygiene/health", Authorization=authorization)
             self.assertEqual(response.status_code, 200, response.text)
             body = response.json()
             self.assertEqual(body["status"], "ok")
@@ -63,12 +111,25 @@ class TestEndpoints(HttpCase):
 
     def test_health_503_names_the_process_above_the_warn_share(self):
         with patch.dict(config.options, {"limit_memory_soft": 64 * MIB}):
-            response = self.get(f"/memory_hygiene/health?token={TOKEN}")
+            response = self.get("/memory_hygiene/health", Authorization=f"Bearer {TOKEN}")
         self.assertEqual(response.status_code, 503)
         body = json.loads(response.content)
         self.assertEqual(body["status"], "warn")
         self.assertEqual(body["problems"][0]["pid"], os.getpid())
         self.assertIn("of its soft limit of 64 MiB (warn at 90%)", body["problems"][0]["reason"])
+
+    def test_the_readme_recipes_work_as_written(self):
+        recipes = readme_requests()
+        self.assertEqual(sorted({recipe for recipe, *_rest in recipes}), ["curl", "monit", "prometheus"])
+        for recipe, path, name, value in recipes:
+            with self.subTest(recipe=recipe, path=path):
+                placeholder = next(p for p in PLACEHOLDERS if p in value)
+                response = self.get(path, **{name: value.replace(placeholder, TOKEN)})
+                self.assertEqual(response.status_code, 200, response.text)
+                self.assertEqual(
+                    self.get(path, **{name: value}).status_code, 403, "the placeholder opens nothing"
+                )
+                self.assertEqual(self.get(path).status_code, 403)
 
     def test_admin_session_is_enough(self):
         self.authenticate(self.admin.login, self.admin.login)
@@ -77,7 +138,7 @@ class TestEndpoints(HttpCase):
 
     def test_metrics_parse_as_prometheus_text(self):
         self.env["memory.snapshot"].sudo()._cron_sample()
-        response = self.get("/memory_hygiene/metrics", **{"X-Memory-Hygiene-Token": TOKEN})
+        response = self.get("/memory_hygiene/metrics", Authorization=f"Bearer {TOKEN}")
         self.assertEqual(response.status_code, 200)
         self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))
         families = {f.name: f for f in text_string_to_metric_families(response.text)}

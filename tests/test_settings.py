@@ -38,6 +38,7 @@ class TestSettings(TransactionCase):
             "memory_batch_memory_share": (0, "at least 1"),
             "memory_profile_window": (1, "window"),
             "memory_report_webhook_url": ("ftp://example.com/hook", "http"),
+            "memory_endpoint_token": ("x" * 31, "at least 32 characters long, got 31 characters"),
         }
         self.icp.set_param(params.SNAPSHOT_INTERVAL, "9")
         for field, (value, words) in cases.items():

@@ -44,3 +44,17 @@ def test_read_falls_back_to_the_default_and_warns(caplog):
     assert params.read(stored.get, params.SNAPSHOT_INTERVAL) == 5
     assert "must be at least 1" in caplog.text
     assert params.read(stored.get, params.WARN_SHARE) == 90.0
+
+
+def test_a_short_endpoint_token_is_refused_without_being_repeated(caplog):
+    secret = "x" * 31
+    with pytest.raises(params.ParamError) as err:
+        params.check(params.ENDPOINT_TOKEN, secret)
+    assert "at least 32 characters" in str(err.value)
+    assert secret not in str(err.value)
+    assert params.check(params.ENDPOINT_TOKEN, "") == "", "no token: the endpoints stay closed"
+    assert params.check(params.ENDPOINT_TOKEN, "y" * 32) == "y" * 32
+    # A short token stored by hand is not used (the endpoints then answer 403), and not logged.
+    assert params.read({params.ENDPOINT_TOKEN: secret}.get, params.ENDPOINT_TOKEN) == ""
+    assert "at least 32 characters" in caplog.text
+    assert secret not in caplog.text

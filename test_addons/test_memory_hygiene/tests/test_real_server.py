@@ -19,6 +19,8 @@ from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor,
 from .common import USER_ADDON
 
 TOKEN = "real-server-token-0123456789abcdef"
+#: What a production server started with --test-enable has in its config, with no test to run.
+TEST_ENABLE_ARGS = ("--test-enable", "--test-tags=/mh_no_such_module")
 SOFT_MB = 1024  # low enough to reach with one allocation, far above an idle worker
 HARD_MB = 4096
 
@@ -86,7 +88,7 @@ class TestRealServer(TransactionCase):
         return dict(self.query("SELECT pid, process_kind FROM memory_snapshot WHERE round_key = %s", [key]))
 
     def token(self, path):
-        return self.server.get(path, headers={"X-Memory-Hygiene-Token": TOKEN})
+        return self.server.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
 
     def vms_mb(self, pid):
         return psutil.Process(pid).memory_info().vms / MIB
@@ -167,7 +169,7 @@ class TestRealServer(TransactionCase):
         self.wait_for_two_http_workers_without(pid)
 
     def test_metrics_parse_as_prometheus_text_and_list_every_worker(self):
-        response = self.server.get(f"/memory_hygiene/metrics?token={TOKEN}")
+        response = self.token("/memory_hygiene/metrics")
         self.assertEqual(response.status_code, 200)
         families = {family.name: family for family in text_string_to_metric_families(response.text)}
         listed = {
@@ -184,7 +186,7 @@ class TestRealServer(TransactionCase):
         for path in (
             "/memory_hygiene/health",
             "/memory_hygiene/metrics",
-            "/memory_hygiene/metrics?token=nope",
+            f"/memory_hygiene/metrics?token={TOKEN}",  # a query string lands in access logs: refused
         ):
             response = self.server.get(path)
             self.assertEqual((response.status_code, response.content), (403, b""), path)
@@ -221,6 +223,21 @@ class TestRealServer(TransactionCase):
 
 @tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestOtherModes(TransactionCase):
+    def odoo_shell(self, db, code, *args):
+        """Run ``code`` in ``odoo-bin shell`` on ``db``; the finished process (it exited with 0)."""
+        done = subprocess.run(
+            [sys.executable, compat.odoo_bin(), "shell", *compat.child_server_args(), "-d", db, *args]
+            + ["--log-level=warn"],
+            input=code,
+            capture_output=True,
+            text=True,
+            env=harness._child_env(),
+            timeout=300,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        return done
+
     def test_threaded_server_samples_itself_after_requests_and_from_its_cron_thread(self):
         db = server_database(USER_ADDON)
         with db_cursor(db) as cr:
@@ -246,6 +263,52 @@ class TestOtherModes(TransactionCase):
         found = wait_until(triggers, 120, 2, "snapshots of the threaded server")
         self.assertEqual(found, {("request", "threaded"), ("schedule", "threaded")})
 
+    def test_a_server_started_with_test_enable_samples_itself(self):
+        """--test-enable in production's config: once its tests ran, the server is not under test."""
+        if compat.MAJOR >= 19:
+            # 19.0's --test-enable implies --stop-after-init: no 19.0 server serves with it.
+            self.skipTest("Odoo 19.0 stops a server started with --test-enable after its tests")
+        db = server_database()
+        # --test-enable alone would run every installed module's tests first (these included):
+        # a tag that matches no test keeps the run empty, as on a server whose tests passed.
+        server = OdooServer(db, workers=0, max_cron_threads=0, extra_args=TEST_ENABLE_ARGS)
+        self.addCleanup(server.stop)
+        server.start()
+        [pid] = server.pids()["threaded"]
+        self.assertEqual(server.get("/test_memory_hygiene/pid").json()["pid"], pid)
+
+        def request_snapshot():
+            with db_cursor(db) as cr:
+                cr.execute(
+                    "SELECT count(*) FROM memory_snapshot WHERE pid = %s AND trigger = 'request'", [pid]
+                )
+                return cr.fetchone()[0]
+
+        wait_until(request_snapshot, 60, message="the server sampling itself after a request")
+
+    def test_a_process_started_with_test_enable_commits_per_batch(self):
+        """The batched mixin in odoo-bin shell with --test-enable: each batch is committed.
+
+        A second connection sees the first batch done while the second one runs.
+        """
+        code = (
+            "Rec = env['test.memory.batch.record']\n"
+            "recs = Rec.create([{'name': 'test-enable %s' % i} for i in range(4)])\n"
+            "env.cr.commit()\n"
+            "seen = []\n"
+            "def close(batch):\n"
+            "    with env.registry.cursor() as other:\n"
+            '        other.execute("SELECT count(*) FROM test_memory_batch_record"\n'
+            "                      \" WHERE id IN %s AND state = 'done'\", [tuple(recs.ids)])\n"
+            "        seen.append(other.fetchone()[0])\n"
+            "    batch.write({'state': 'done'})\n"
+            "Rec._batch_process([('id', 'in', recs.ids)], close, batch_size=2)\n"
+            "env.cr.commit()\n"
+            "print('SEEN', seen)\n"
+        )
+        done = self.odoo_shell(server_database(), code, *TEST_ENABLE_ARGS)
+        self.assertIn("SEEN [0, 2]", done.stdout, done.stderr[-3000:])
+
     def test_odoo_bin_shell_samples_itself_as_other(self):
         db = server_database(USER_ADDON)
         code = (
@@ -253,24 +316,7 @@ class TestOtherModes(TransactionCase):
             "print('SAMPLED', __import__('json').dumps([[s.pid, s.process_kind] for s in snapshots]))\n"
             "env.cr.commit()\n"
         )
-        done = subprocess.run(
-            [
-                sys.executable,
-                compat.odoo_bin(),
-                "shell",
-                *compat.child_server_args(),
-                "-d",
-                db,
-                "--log-level=warn",
-            ],
-            input=code,
-            capture_output=True,
-            text=True,
-            env=harness._child_env(),
-            timeout=300,
-            check=False,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        done = self.odoo_shell(db, code)
         line = next(line for line in done.stdout.splitlines() if line.startswith("SAMPLED"))
         [(pid, kind)] = json.loads(line.removeprefix("SAMPLED "))
         self.assertEqual(kind, "other")

@@ -268,7 +268,7 @@ class TestOtherModes(TransactionCase):
         if compat.MAJOR >= 19:
             # 19.0's --test-enable implies --stop-after-init: no 19.0 server serves with it.
             self.skipTest("Odoo 19.0 stops a server started with --test-enable after its tests")
-        db = server_database()
+        db = server_database(USER_ADDON)
         # --test-enable alone would run every installed module's tests first (these included):
         # a tag that matches no test keeps the run empty, as on a server whose tests passed.
         server = OdooServer(db, workers=0, max_cron_threads=0, extra_args=TEST_ENABLE_ARGS)
@@ -306,7 +306,7 @@ class TestOtherModes(TransactionCase):
             "env.cr.commit()\n"
             "print('SEEN', seen)\n"
         )
-        done = self.odoo_shell(server_database(), code, *TEST_ENABLE_ARGS)
+        done = self.odoo_shell(server_database(USER_ADDON), code, *TEST_ENABLE_ARGS)
         self.assertIn("SEEN [0, 2]", done.stdout, done.stderr[-3000:])
 
     def test_odoo_bin_shell_samples_itself_as_other(self):

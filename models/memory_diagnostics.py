@@ -236,13 +236,24 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 {
                     "diagnostics_id": self.id,
                     "backend_pid": pid,
+                    "backend_start": backend_start,
+                    "query_start": query_start,
                     "usename": usename,
                     "runtime": runtime,
                     "wait_event_type": wait_event_type,
                     "wait_event": wait_event,
                     "query": query,
                 }
-                for pid, usename, runtime, wait_event_type, wait_event, query in cr.fetchall()
+                for (
+                    pid,
+                    backend_start,
+                    query_start,
+                    usename,
+                    runtime,
+                    wait_event_type,
+                    wait_event,
+                    query,
+                ) in cr.fetchall()
             ]
         )
         notes = pgpressure.notes(settings, active, psutil.virtual_memory().total)

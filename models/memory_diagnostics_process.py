@@ -1,5 +1,6 @@
 import logging
 import os
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -68,6 +69,9 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     num_threads = fields.Integer(string="Threads", readonly=True)
     cpu_seconds = fields.Float(string="CPU (s)", digits=(16, 1), readonly=True)
     started_at = fields.Datetime(readonly=True)
+    # psutil's start time (epoch seconds, float8 kept exact): a signal goes only to the process that
+    # has this pid *and* this start time (a pid is reused by the next process).
+    create_time = fields.Float(readonly=True)
     age = fields.Char(readonly=True)
     above_warn = fields.Boolean(
         string="Above warn share", readonly=True, help="Above the settings' warn share of its soft limit."
@@ -94,6 +98,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "num_threads": fig["num_threads"],
             "cpu_seconds": fig["cpu_seconds"],
             "started_at": datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None),
+            "create_time": fig["started"],
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
         }
@@ -113,8 +118,20 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     def _signal(self, action):
         self._check_admin()
         self.ensure_one()
+        host = socket.gethostname()
+        if self.diagnostics_id.host != host:
+            raise UserError(
+                self.env._(
+                    "This page was drawn on host %(page_host)s, but this click is answered on host %(host)s:"
+                    " pid %(pid)s there is another process. Nothing was sent; open Diagnostics again.",
+                    page_host=self.diagnostics_id.host or "?",
+                    host=host,
+                    pid=self.pid,
+                )
+            )
         info = compat.server_info()
-        decision = signals.decide(self.pid, action, info["root_pid"], info["mode"])
+        # create_time: the process shown, not whichever took its pid since (0 refuses any).
+        decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
         if not decision.allowed:
             raise UserError(decision.reason)
         logfile = compat.server_logfile()
@@ -127,8 +144,16 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             action,
             self.env.user.login,
         )
-        # The policy accepted it: an Odoo process of this server's own tree.
-        signals.send(decision)
+        # The policy accepted it: an Odoo process of this server's own tree, the one the page showed.
+        try:
+            signals.send(decision)
+        except ProcessLookupError as exc:
+            raise UserError(
+                self.env._(
+                    "pid %(pid)s ended between the check and the signal: nothing was sent. Refresh the page.",
+                    pid=self.pid,
+                )
+            ) from exc
         page = self.diagnostics_id
         if action == signals.RECYCLE:
             text = self.env._(

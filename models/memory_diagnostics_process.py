@@ -8,7 +8,7 @@ from odoo import fields, models
 from odoo.exceptions import UserError
 
 from .. import compat
-from ..core import procinfo, proctree, signals, stacks
+from ..core import procinfo, proctree, scope, signals, stacks
 
 _logger = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     requests = fields.Char(
         readonly=True, help="Known for the worker that answers, and from the latest snapshot of the others."
     )
+    tracing = fields.Char(
+        string="tracemalloc",
+        readonly=True,
+        help="Whether the Diagnostics' tracemalloc traces this process, and until when (it stops by itself).",
+    )
 
     def _values_from(self, page, fig, warn_share):
         order = {kind: index for index, kind in enumerate(proctree.KINDS)}
@@ -101,6 +106,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "create_time": fig["started"],
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
+            "tracing": fig.get("tracing") or False,
         }
 
     # ------------------------------------------------------------------
@@ -129,6 +135,8 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
                     pid=self.pid,
                 )
             )
+        page = self.diagnostics_id
+        result = page._check_server_wide()  # another process: shared by every database of the server
         info = compat.server_info()
         # create_time: the process shown, not whichever took its pid since (0 refuses any).
         decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
@@ -154,7 +162,6 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
                     pid=self.pid,
                 )
             ) from exc
-        page = self.diagnostics_id
         if action == signals.RECYCLE:
             text = self.env._(
                 "%(signal)s sent to pid %(pid)s (%(kind)s): it stops after its current request and the master"
@@ -175,7 +182,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             ),
         }
         if answer:
-            text = answer
+            text = self._redact_answer(action, answer, result.allowed)
         elif logfile:
             text = self.env._(
                 "%(signal)s sent to pid %(pid)s. Its answer did not reach %(log)s in time: look there a"
@@ -193,6 +200,18 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
                 pid=decision.pid,
             )
         page.write({"output_title": titles[action], "output": text})
+
+    def _redact_answer(self, action, answer, show_other_databases):
+        """What the page may show of another process's answer (``core.scope``)."""
+        dbname = self.env.cr.dbname
+        if action == signals.STACKS:
+            return scope.redact_stack_dump(answer, dbname, show_other_databases)
+        text, skipped = scope.keep_database_section(answer, dbname)
+        if skipped:
+            text += "\n\n" + self.env._(
+                "(The statistics of %(count)s other database(s) of this process are left out.)", count=skipped
+            )
+        return text
 
     def _wait_for_answer(self, logfile, offset, action):
         """The record the signalled process logs in answer, read from the new part of the log file."""

@@ -18,7 +18,7 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
 
 from .. import compat
-from ..core import heap
+from ..core import heap, params
 
 DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
 LINE_MODELS = (
@@ -331,7 +331,12 @@ class TestDiagnostics(TransactionCase):
         page.action_tracemalloc_snapshot()
         self.assertIn("not tracing", page.output)
         page.action_tracemalloc_start()
+        self.assertIn("stops by itself after 30 min", page.output, "the default time limit")
         self.assertIn("tracing", page.tracemalloc_state)
+        page.action_refresh()
+        self.assertIn(
+            "stops by itself at", page.process_ids.filtered("is_current").tracing, "shown per worker"
+        )
         page.action_tracemalloc_snapshot()
         self.assertIn("First snapshot", page.output)
         kept = [bytearray(2048) for _ in range(500)]
@@ -342,6 +347,23 @@ class TestDiagnostics(TransactionCase):
         self.assertIn("stopped", page.output)
         page.invalidate_recordset(["tracemalloc_state"])
         self.assertIn("off", page.tracemalloc_state)
+
+    def test_tracemalloc_stops_by_itself_at_its_traced_size(self):
+        page = self.open_page()
+        self.addCleanup(heap.TRACER.stop)
+        self.env["ir.config_parameter"].sudo().set_param(params.TRACEMALLOC_MAX_MB, "1")
+        page.action_tracemalloc_start()
+        self.assertIn("when it traces 1.0 MiB", page.output)
+        kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB traced: above the limit
+        deadline = time.monotonic() + 30
+        while heap.TRACER.tracing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(heap.TRACER.tracing, "its watchdog stopped it")
+        self.assertTrue(kept)
+        page.invalidate_recordset(["tracemalloc_state"])
+        self.assertIn("stopped by itself: it traced", page.tracemalloc_state)
+        page.action_refresh()
+        self.assertFalse(page.process_ids.filtered("is_current").tracing, "no worker shown as tracing")
 
     # ------------------------------------------------------------------
     # Another process: the signal policy

@@ -131,3 +131,15 @@ def test_send_never_reaches_a_process_that_ended_after_the_decision(python_child
     python_child.wait()  # reaped: the pid is free for the next process
     with pytest.raises(ProcessLookupError):
         signals.send(decision)
+
+
+def test_without_pidfd_psutil_guards_against_a_reused_pid(python_child, monkeypatch):
+    monkeypatch.setattr(signals, "_pidfd_open", lambda pid: None)  # macOS, Linux < 5.3
+    root = os.getpid()
+    started = psutil.Process(python_child.pid).create_time()
+    decision = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    assert decision.allowed and decision.pidfd is None and decision.process is not None
+    python_child.kill()
+    python_child.wait()
+    with pytest.raises(ProcessLookupError):
+        signals.send(decision)

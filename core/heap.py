@@ -11,6 +11,7 @@
   size, and :class:`TracingBoard` tells the host's other processes it traces.
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -161,7 +162,7 @@ class TracingBoard:
     ``max_bytes``, ``frames``) in a directory of this user (mode 0700, checked:
     never one that another user made or a symlink) when it starts, and removes
     it when it stops. A file whose process is gone or whose pid was reused
-    (another ``create_time``) is stale: :meth:`read` ignores and removes it.
+    (another ``create_time``) is stale: :meth:`lookup` ignores and removes it.
     Every failure is swallowed: the board only informs.
     """
 
@@ -172,10 +173,8 @@ class TracingBoard:
 
     def _ready(self):
         try:
-            try:
+            with contextlib.suppress(FileExistsError):  # checked just below, whoever made it
                 os.mkdir(self.directory, mode=0o700)
-            except FileExistsError:
-                pass
             info = os.lstat(self.directory)
             if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
                 _logger.warning(
@@ -202,12 +201,10 @@ class TracingBoard:
             _logger.warning("tracemalloc board: cannot mark pid %s", pid, exc_info=True)
 
     def clear(self, pid):
-        try:
+        with contextlib.suppress(OSError):  # no mark: nothing to clear
             os.unlink(os.path.join(self.directory, str(int(pid))))
-        except OSError:
-            pass
 
-    def read(self, pid, create_time):
+    def lookup(self, pid, create_time):
         """The mark of the process ``pid`` started at ``create_time``, or ``None`` (not tracing)."""
         try:
             with open(os.path.join(self.directory, str(int(pid))), encoding="utf-8") as mark:

@@ -19,6 +19,7 @@ attempt, bounded retries, no redirects; a failure is reported, never raised)::
 """
 
 import base64
+import contextlib
 import html
 import http.client
 import json
@@ -315,10 +316,8 @@ def send_json(url, body, deadline):
         expired.set()
         sock = connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed: the attempt has ended anyway
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a recv/send blocked in the sending thread
-            except OSError:
-                pass
 
     timer = threading.Timer(deadline, expire)
     timer.daemon = True

@@ -32,6 +32,7 @@ elsewhere through ``psutil``, which checks the start time again right before
 ``kill``.
 """
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -218,10 +219,8 @@ def _pidfd_open(pid):
 
 def _close(fd):
     if fd is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed
             os.close(fd)
-        except OSError:
-            pass
 
 
 def _same_start(pid, create_time):

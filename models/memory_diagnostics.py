@@ -213,7 +213,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 figures.append(described)
         self._requests_from_snapshots(figures)
         for fig in figures:
-            fig["tracing"] = self._tracing_text(heap.BOARD.read(fig["pid"], fig["started"]))
+            fig["tracing"] = self._tracing_text(heap.BOARD.lookup(fig["pid"], fig["started"]))
         self.env["memory.diagnostics.process"].create(
             [self.env["memory.diagnostics.process"]._values_from(self, fig, warn_share) for fig in figures]
         )

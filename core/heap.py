@@ -313,12 +313,16 @@ class Tracer:
                 reason = self.over_limit()
                 if reason:
                     _logger.info("tracemalloc of pid %s stops by itself: %s", os.getpid(), reason)
+                    self.stopped_because = reason  # before it stops: whoever sees it stopped sees why
                     self.stop()
-                    self.stopped_because = reason
                     return
 
     def snapshot(self, top_n=10, key_type="lineno"):
         """Take a snapshot; the text compares it with the previous one (or lists its top lines)."""
+        with self._lock:  # the watchdog must not stop tracing in the middle of a snapshot
+            return self._snapshot(top_n, key_type)
+
+    def _snapshot(self, top_n, key_type):
         if not tracemalloc.is_tracing():
             return None
         snap = tracemalloc.take_snapshot().filter_traces(

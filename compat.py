@@ -423,3 +423,20 @@ def release_run_cache(env):
     """
     if MAJOR < 19:
         env.invalidate_all()
+
+
+def database_options():
+    """``(db_name list, dbfilter)`` of the running server.
+
+    ``db_name`` (``-d``) is a comma-separated string on 18.0 and a list on 19.0.
+    """
+    names = config.get("db_name") or []
+    if isinstance(names, str):
+        names = names.split(",")
+    return [name.strip() for name in names if name and name.strip()], config.get("dbfilter") or ""
+
+
+def server_wide_option():
+    """The raw ``memory_hygiene_server_wide`` of ``odoo.conf``: a bool on 18.0 (it parses ``True`` and
+    ``False`` of unknown options), the text as written on 19.0 (stored as is, with a warning at start)."""
+    return config.get("memory_hygiene_server_wide")

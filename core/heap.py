@@ -7,16 +7,26 @@
   rarely drops after a collection alone);
 - :class:`Tracer`: tracemalloc started, snapshotted, compared with the previous
   snapshot, stopped; one per process (a snapshot lives in the process that took
-  it: in prefork, in one worker).
+  it: in prefork, in one worker). It stops by itself after a time or a traced
+  size, and :class:`TracingBoard` tells the host's other processes it traces.
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
 import time
 import tracemalloc
 
 from . import procmem
+
+_logger = logging.getLogger(__name__)
 
 MIB = procmem.MIB
 
@@ -144,31 +154,175 @@ def _signed(delta):
     return text if delta < 0 else "+" + text
 
 
+class TracingBoard:
+    """Which processes of this host trace with the diagnostics' :class:`Tracer`: one small file each.
+
+    A tracer lives in one process; the page is drawn by another. Each tracer
+    writes ``<pid>`` (JSON: ``create_time``, ``until`` epoch or ``None``,
+    ``max_bytes``, ``frames``) in a directory of this user (mode 0700, checked:
+    never one that another user made or a symlink) when it starts, and removes
+    it when it stops. A file whose process is gone or whose pid was reused
+    (another ``create_time``) is stale: :meth:`lookup` ignores and removes it.
+    Every failure is swallowed: the board only informs.
+    """
+
+    def __init__(self, directory=None):
+        self.directory = directory or os.path.join(
+            tempfile.gettempdir(), f"memory_hygiene-tracing-{os.getuid()}"
+        )
+
+    def _ready(self):
+        try:
+            with contextlib.suppress(FileExistsError):  # checked just below, whoever made it
+                os.mkdir(self.directory, mode=0o700)
+            info = os.lstat(self.directory)
+            if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+                _logger.warning(
+                    "tracemalloc board %s is not this user's own private directory: unused", self.directory
+                )
+                return False
+            return True
+        except OSError:
+            _logger.warning("tracemalloc board %s cannot be used", self.directory, exc_info=True)
+            return False
+
+    def mark(self, pid, create_time, until, max_bytes, frames):
+        if not self._ready():
+            return
+        path = os.path.join(self.directory, str(int(pid)))
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as out:
+                json.dump(
+                    {"create_time": create_time, "until": until, "max_bytes": max_bytes, "frames": frames},
+                    out,
+                )
+            os.replace(path + ".tmp", path)
+        except OSError:
+            _logger.warning("tracemalloc board: cannot mark pid %s", pid, exc_info=True)
+
+    def clear(self, pid):
+        with contextlib.suppress(OSError):  # no mark: nothing to clear
+            os.unlink(os.path.join(self.directory, str(int(pid))))
+
+    def lookup(self, pid, create_time):
+        """The mark of the process ``pid`` started at ``create_time``, or ``None`` (not tracing)."""
+        try:
+            with open(os.path.join(self.directory, str(int(pid))), encoding="utf-8") as mark:
+                info = json.load(mark)
+        except (OSError, ValueError):
+            return None
+        if abs(float(info.get("create_time") or 0) - float(create_time or 0)) >= 0.01:
+            self.clear(pid)  # a mark of a process that ended: its pid was reused
+            return None
+        return info
+
+
+#: Default limits of a diagnostics trace (the settings hold the figures used).
+TRACE_MAX_SECONDS = 30 * 60
+TRACE_MAX_BYTES = 512 * MIB
+
+
 class Tracer:
     """tracemalloc for the diagnostics page: start, snapshot, compare with the previous, stop.
 
     Only stops tracing that it started itself, so that it never switches off
     another user of tracemalloc (the cron-leak profiler) under its feet.
+    Tracing stops by itself after ``max_seconds`` or when the traced memory
+    passes ``max_bytes`` (a watchdog thread checks every ``interval`` seconds),
+    so a forgotten trace does not slow a worker for ever. The :class:`TracingBoard`
+    tells the other processes of the host that this one traces.
     """
 
-    def __init__(self):
+    def __init__(self, board=None, interval=1.0):
         self.previous = None
         self.started_here = False
         self.started_at = None
+        self.until = None
+        self.max_bytes = None
+        self.stopped_because = None
+        self.board = board
+        self.interval = interval
+        self._lock = threading.RLock()
+        self._stop_watch = None
 
     @property
     def tracing(self):
         return tracemalloc.is_tracing()
 
-    def start(self, frames=1):
-        if tracemalloc.is_tracing():
-            return f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s))."
-        tracemalloc.start(frames)
-        self.started_here, self.started_at, self.previous = True, time.time(), None
-        return f"tracemalloc started with {frames} frame(s) per allocation."
+    def start(self, frames=1, max_seconds=TRACE_MAX_SECONDS, max_bytes=TRACE_MAX_BYTES):
+        with self._lock:
+            if tracemalloc.is_tracing():
+                return (
+                    f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s))."
+                )
+            tracemalloc.start(frames)
+            self.started_here, self.started_at, self.previous = True, time.time(), None
+            self.until = self.started_at + max_seconds if max_seconds else None
+            self.max_bytes = max_bytes or None
+            self.stopped_because = None
+            if self.board is not None:
+                self.board.mark(
+                    os.getpid(), procmem.this_process().create_time(), self.until, self.max_bytes, frames
+                )
+            if self.until or self.max_bytes:
+                self._stop_watch = threading.Event()
+                watchdog = threading.Thread(
+                    target=self._watch,
+                    args=(self._stop_watch,),
+                    name="memory_hygiene tracemalloc watchdog",
+                    daemon=True,
+                )
+                watchdog.start()
+        limits = []
+        if self.until:
+            limits.append(f"after {max_seconds / 60:g} min")
+        if self.max_bytes:
+            limits.append(f"when it traces {human_size(self.max_bytes)}")
+        stops = f" It stops by itself {' or '.join(limits)}." if limits else ""
+        return f"tracemalloc started with {frames} frame(s) per allocation.{stops}"
+
+    def over_limit(self, now=None, traced=None):
+        """Why tracing must stop now (a sentence), or ``None``.
+
+        >>> tracer = Tracer()
+        >>> tracer.until, tracer.max_bytes = 100.0, 10 * MIB
+        >>> tracer.over_limit(now=50.0, traced=MIB) is None
+        True
+        >>> tracer.over_limit(now=101.0, traced=MIB)
+        'its time was up'
+        >>> tracer.over_limit(now=50.0, traced=11 * MIB)
+        'it traced 11.0 MiB, above 10.0 MiB'
+        """
+        now = time.time() if now is None else now
+        if self.until and now >= self.until:
+            return "its time was up"
+        if self.max_bytes:
+            traced = tracemalloc.get_traced_memory()[0] if traced is None else traced
+            if traced > self.max_bytes:
+                return f"it traced {human_size(traced)}, above {human_size(self.max_bytes)}"
+        return None
+
+    def _watch(self, stop_watch):
+        while not stop_watch.wait(self.interval):
+            with self._lock:
+                if stop_watch.is_set():
+                    return
+                if not tracemalloc.is_tracing():  # stopped by someone else
+                    self._forget()
+                    return
+                reason = self.over_limit()
+                if reason:
+                    _logger.info("tracemalloc of pid %s stops by itself: %s", os.getpid(), reason)
+                    self.stopped_because = reason  # before it stops: whoever sees it stopped sees why
+                    self.stop()
+                    return
 
     def snapshot(self, top_n=10, key_type="lineno"):
         """Take a snapshot; the text compares it with the previous one (or lists its top lines)."""
+        with self._lock:  # the watchdog must not stop tracing in the middle of a snapshot
+            return self._snapshot(top_n, key_type)
+
+    def _snapshot(self, top_n, key_type):
         if not tracemalloc.is_tracing():
             return None
         snap = tracemalloc.take_snapshot().filter_traces(
@@ -192,17 +346,36 @@ class Tracer:
         return head + "\n" + body
 
     def stop(self):
-        if not tracemalloc.is_tracing():
-            return "tracemalloc is not tracing this process."
-        if not self.started_here:
-            return (
-                "tracemalloc was started by something else in this process (the cron-leak profiler?):"
-                " left on."
-            )
-        tracemalloc.stop()
-        self.previous, self.started_here, self.started_at = None, False, None
-        return "tracemalloc stopped; its memory and the previous snapshot are released."
+        with self._lock:
+            if not tracemalloc.is_tracing():
+                self._forget()
+                return "tracemalloc is not tracing this process."
+            if not self.started_here:
+                return (
+                    "tracemalloc was started by something else in this process (the cron-leak profiler?):"
+                    " left on."
+                )
+            tracemalloc.stop()
+            self._forget()
+            return "tracemalloc stopped; its memory and the previous snapshot are released."
 
+    def _forget(self):
+        if self._stop_watch is not None:
+            self._stop_watch.set()
+            self._stop_watch = None
+        if self.started_here and self.board is not None:
+            self.board.clear(os.getpid())
+        self.previous, self.started_here, self.started_at, self.until, self.max_bytes = (
+            None,
+            False,
+            None,
+            None,
+            None,
+        )
+
+
+#: Which processes of this host trace (read by the page, written by each process's tracer).
+BOARD = TracingBoard()
 
 #: The tracer of this process.
-TRACER = Tracer()
+TRACER = Tracer(board=BOARD)

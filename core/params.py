@@ -70,6 +70,9 @@ PROFILE_RETENTION_DAYS = PREFIX + "profile_retention_days"
 REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
 REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
 
+TRACEMALLOC_MAX_MINUTES = PREFIX + "tracemalloc_max_minutes"
+TRACEMALLOC_MAX_MB = PREFIX + "tracemalloc_max_mb"
+
 PARAMS = {
     p.key: p
     for p in (
@@ -91,6 +94,15 @@ PARAMS = {
         _p("profile_retention_days", "Profiled run retention (days)", int, 30, 1, 3650),
         _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
         _p("report_webhook_url", "Leak report webhook URL", str, ""),
+        _p("tracemalloc_max_minutes", "Diagnostics tracemalloc stops after (minutes)", int, 30, 1, 24 * 60),
+        _p(
+            "tracemalloc_max_mb",
+            "Diagnostics tracemalloc stops at traced size (MiB)",
+            int,
+            512,
+            1,
+            1024 * 1024,
+        ),
     )
 }
 

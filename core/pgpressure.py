@@ -27,8 +27,11 @@ SESSIONS_BY_STATE = """
 """
 
 # clock_timestamp(), not now(): now() is the start of the page's own transaction.
+# backend_start and query_start as text (microseconds and offset kept): CANCEL compares them exactly.
 LONG_QUERIES = """
     SELECT pid,
+           backend_start::text,
+           query_start::text,
            usename,
            extract(epoch FROM clock_timestamp() - query_start) AS runtime,
            wait_event_type,
@@ -43,11 +46,11 @@ LONG_QUERIES = """
      LIMIT %s
 """
 
+#: This database only: the names of the cluster's other databases are other customers' business.
 TEMP_FILES = """
     SELECT datname, temp_files, temp_bytes
       FROM pg_stat_database
-     WHERE datname IS NOT NULL
-  ORDER BY temp_bytes DESC, datname
+     WHERE datname = current_database()
 """
 
 MEMORY_SETTINGS = """
@@ -57,16 +60,22 @@ MEMORY_SETTINGS = """
   ORDER BY name
 """
 
-#: The backend may be cancelled only when it runs a query of this very database and is not ourselves.
-CANCELLABLE = """
-    SELECT pid, state, left(query, 200)
+#: Cancel the query shown on the page, and only that one: in one statement, the backend must still
+#: be of this database (not ourselves), the same session (``backend_start``: a pid is reused by the
+#: next connection) running the same query (``query_start``; ``state = 'active'``). A pooled
+#: connection that moved on to another query is left alone: then no row comes back. The row says
+#: whether PostgreSQL accepted the cancel (the role must own the session or be in pg_signal_backend).
+#: Run :data:`CLEAR_SNAPSHOT` first: pg_stat_activity is read once per transaction otherwise.
+CANCEL = """
+    SELECT pg_cancel_backend(pid), left(query, 200)
       FROM pg_stat_activity
      WHERE pid = %s
        AND datname = current_database()
        AND pid <> pg_backend_pid()
+       AND backend_start = %s::timestamptz
+       AND query_start = %s::timestamptz
+       AND state = 'active'
 """
-
-CANCEL = "SELECT pg_cancel_backend(%s)"
 
 _UNITS = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 

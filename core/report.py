@@ -2,8 +2,8 @@
 
 The ORM layer (``models/memory_leak_report.py``) gathers plain dicts from the
 database; everything here is pure: which findings there are, what to advise,
-how the report reads, and how it is posted to a webhook (``requests``, with a
-timeout and bounded retries; a failure is reported, never raised)::
+how the report reads, and how it is posted to a webhook (``http.client``, one deadline per
+attempt, bounded retries, no redirects; a failure is reported, never raised)::
 
     >>> report = build_report(
     ...     database="prod",
@@ -18,11 +18,18 @@ timeout and bounded retries; a failure is reported, never raised)::
     - [leaking] Scheduled action "Sync" (id 7): every run keeps memory
 """
 
+import base64
+import contextlib
 import html
+import http.client
+import json
 import logging
+import socket
+import ssl
+import threading
 import time
 from dataclasses import asdict, dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit
 
 from .leakprof import format_line
 
@@ -229,67 +236,142 @@ def render_json(report):
 def check_webhook_url(url):
     """Return the URL stripped, or raise ValueError: only http(s) URLs with a host.
 
+    The error names the scheme only: the rest of a webhook URL is its secret.
+
     >>> check_webhook_url(" https://hooks.example.com/x ")
     'https://hooks.example.com/x'
     >>> check_webhook_url("file:///etc/passwd")
     Traceback (most recent call last):
     ...
-    ValueError: the webhook must be an http:// or https:// URL, got 'file:///etc/passwd'
+    ValueError: the webhook must be an http:// or https:// URL with a host, got a 'file' URL
     """
     url = (url or "").strip()
-    parsed = urlparse(url)
+    parsed = urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"the webhook must be an http:// or https:// URL, got {url!r}")
+        raise ValueError(
+            f"the webhook must be an http:// or https:// URL with a host, got a {parsed.scheme!r} URL"
+        )
     return url
 
 
 def redact_url(url):
-    """Scheme and host only: webhook paths often hold a secret (Slack's do).
+    """Scheme and host (and port) only: webhook paths and query strings hold secrets (Slack's do).
 
     >>> redact_url("https://hooks.slack.com/services/T0/B0/secret")
     'https://hooks.slack.com/...'
+    >>> redact_url("http://user:pw@127.0.0.1:8080/x?token=s3cret#frag")
+    'http://127.0.0.1:8080/...'
     """
-    parsed = urlparse(url)
+    parsed = urlsplit(url)
     return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}/..."
 
 
-def post_webhook(url, payload, *, post=None, timeout=10.0, retries=2, backoff=1.0, sleep=time.sleep):
+def redact_error(text, url):
+    """``text`` (an exception's message) with every part of ``url`` but scheme and host replaced by ``...``.
+
+    ``str()`` of an HTTP library's exception often repeats the URL, or its path.
+
+    >>> redact_error("Max retries exceeded with url: /services/T0/B0/s3cret?token=x (Caused by ...)",
+    ...              "https://hooks.example.com/services/T0/B0/s3cret?token=x")
+    'Max retries exceeded with url: ... (Caused by ...)'
+    """
+    parsed = urlsplit(url)
+    host = parsed.netloc.rpartition("@")[2]
+    secrets = [url, parsed.netloc, parsed.path + ("?" + parsed.query if parsed.query else "")]
+    secrets += [parsed.path, parsed.query, parsed.fragment, parsed.netloc.rpartition("@")[0]]
+    for secret in sorted({s for s in secrets if len(s) > 1 and s != host}, key=len, reverse=True):
+        text = text.replace(secret, "...")
+    return text
+
+
+#: Bytes of a webhook's answer read at most (the answer is only looked at for its status).
+ANSWER_CAP = 4096
+
+
+def send_json(url, body, deadline):
+    """POST ``body`` (bytes of JSON) to ``url`` once; return the HTTP status; raise ``OSError`` on failure.
+
+    One ``deadline`` (seconds) for the whole attempt: connecting, TLS, sending,
+    the status line and headers, and the first :data:`ANSWER_CAP` bytes of the
+    body (the rest is not read). A socket timeout alone is per ``recv``: a
+    server that answers one byte at a time would hold the sender for ever, so
+    a timer shuts the socket down when the deadline passes. Redirects are never
+    followed (``http.client`` has no redirect logic): a 3xx is the answer.
+    The connection is direct (no ``HTTP(S)_PROXY``).
+    """
+    parsed = urlsplit(url)
+    if parsed.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parsed.hostname, parsed.port, timeout=deadline, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=deadline)
+    headers = {"Content-Type": "application/json", "User-Agent": "memory_hygiene (Odoo)"}
+    if parsed.username is not None:
+        credentials = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the attempt has ended anyway
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv/send blocked in the sending thread
+
+    timer = threading.Timer(deadline, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(ANSWER_CAP)
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {deadline:g} s") from None
+        if isinstance(exc, OSError):
+            raise
+        raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():  # a socket shut down reads as the end of the answer: not a complete one
+        raise TimeoutError(f"no complete answer within {deadline:g} s")
+    return response.status
+
+
+def post_webhook(url, payload, *, send=send_json, timeout=10.0, retries=2, backoff=1.0, sleep=time.sleep):
     """POST ``payload`` as JSON; return ``(ok, message)``, never raise.
 
+    ``timeout`` is the deadline of each attempt as a whole (:func:`send_json`).
     Connection errors, timeouts and 5xx / 429 answers are retried ``retries``
-    times (waiting ``backoff``, then twice as long, ...); other answers are final.
-    Every failure is logged as a warning.
+    times (waiting ``backoff``, then twice as long, ...); other answers are
+    final, a redirect (3xx) included: it is never followed, so the report never
+    goes to a second address. Every failure is logged as a warning; neither the
+    log nor ``message`` holds more of the URL than its scheme and host.
     """
     try:
         url = check_webhook_url(url)
     except ValueError as exc:
         _logger.warning("Leak report webhook not called: %s", exc)
         return False, str(exc)
-    if post is None:
-        import requests
-
-        post = requests.post
+    body = json.dumps(payload).encode()
     message = ""
     for attempt in range(retries + 1):
         if attempt:
             sleep(backoff * 2 ** (attempt - 1))
         try:
-            response = post(url, json=payload, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - refused, timeout, bad URL: all reported
-            message = f"{type(exc).__name__}: {exc}"
-            path = urlparse(url).path
-            if len(path) > 1:
-                message = message.replace(path, "/...")
+            status = send(url, body, timeout)
+        except Exception as exc:  # noqa: BLE001 - refused, timeout, TLS: all reported
+            message = redact_error(f"{type(exc).__name__}: {exc}", url)
             retry = True
         else:
-            status = response.status_code
-            try:
-                response.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                _logger.debug("Leak report webhook: closing the response failed", exc_info=True)
             if 200 <= status < 300:
                 return True, f"HTTP {status}"
             message = f"HTTP {status}"
+            if 300 <= status < 400:
+                message += " (a redirect: not followed; set the webhook to its final address)"
             retry = status >= 500 or status == 429
         _logger.warning(
             "Leak report webhook %s failed (attempt %s of %s): %s",

@@ -23,11 +23,19 @@ Actions, and the signal each one sends:
   limit (``GeventServer.process_limits``), so a recycle sends the same. The
   master is never recycled (that stops the whole server), nor the single
   process of a threaded server.
+
+The process must also be the one the page showed: :func:`decide` compares its
+start time with ``create_time`` (a pid is reused by the next process), and
+:func:`send` signals it through a pidfd (Linux >= 5.3) opened *before* that
+comparison, so that the signal cannot reach a process that took the pid since;
+elsewhere through ``psutil``, which checks the start time again right before
+``kill``.
 """
 
+import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -69,14 +77,24 @@ class Decision:
     signum: int | None = None
     kind: str | None = None
     reason: str = ""
+    #: The ``psutil.Process`` decided about (its start time is checked again when signalled).
+    process: object = field(default=None, compare=False, repr=False)
+    #: A pidfd of that process, opened before its start time was compared (Linux), else ``None``.
+    pidfd: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def signal_name(self):
         return signal.Signals(self.signum).name if self.signum else ""
 
 
-def decide(pid, action, root_pid, mode):  # noqa: PLR0911 - one refusal per rule, each with its reason
+def decide(pid, action, root_pid, mode, create_time=None):  # noqa: PLR0911 - one refusal per rule, each with its reason
     """The decision for ``action`` on ``pid``, for the server rooted at ``root_pid`` in ``mode``.
+
+    ``create_time`` (epoch seconds, ``psutil``'s) is the start time of the
+    process as the caller saw it: a process with another start time is refused
+    (the pid was reused). ``None`` skips that check (not for signals sent on a
+    user's click). An allowed decision may hold an open pidfd: pass it to
+    :func:`send`, or :func:`release` it.
 
     >>> decide(1, STACKS, os.getpid(), "prefork").reason
     'pid 1 is the init process of this host or container: memory_hygiene never signals it.'
@@ -110,6 +128,25 @@ def decide(pid, action, root_pid, mode):  # noqa: PLR0911 - one refusal per rule
             " memory_hygiene only signals this server's own processes.",
         )
     proc, kind = members[pid]
+    # The pidfd first, the start time read afresh next: if it matches, the pidfd is that process.
+    pidfd = _pidfd_open(pid) if create_time is not None else None
+    if create_time is not None and not _same_start(pid, create_time):
+        _close(pidfd)
+        return _refuse(
+            pid,
+            action,
+            f"pid {pid} is no longer the process shown on the page: that one ended and pid {pid} now belongs"
+            " to a process started later. Nothing was sent; refresh the page.",
+            kind,
+        )
+    decision = _decide_kind(pid, action, root_pid, name, proc, kind, members)
+    if not decision.allowed:
+        _close(pidfd)
+        return decision
+    return Decision(pid, action, True, decision.signum, kind, process=proc, pidfd=pidfd)
+
+
+def _decide_kind(pid, action, root_pid, name, proc, kind, members):  # noqa: PLR0911 - one refusal per rule
     if not _is_odoo_process(proc, pid, members.get(root_pid, (None, None))[0], root_pid):
         return _refuse(
             pid,
@@ -143,10 +180,58 @@ def decide(pid, action, root_pid, mode):  # noqa: PLR0911 - one refusal per rule
 
 
 def send(decision):
-    """Send the decided signal; raise ``PermissionError`` when the decision refused it."""
+    """Send the decided signal to the very process decided about.
+
+    Raise ``PermissionError`` when the decision refused it, ``ProcessLookupError``
+    when that process has ended (or its pid was taken by another one) since.
+    """
     if not decision.allowed:
         raise PermissionError(decision.reason)
-    os.kill(decision.pid, decision.signum)
+    try:
+        if decision.pidfd is not None:
+            signal.pidfd_send_signal(decision.pidfd, decision.signum)
+        elif decision.process is not None:
+            decision.process.send_signal(decision.signum)  # psutil: refused if the pid was reused
+        else:
+            raise PermissionError(f"pid {decision.pid}: no process to signal in this decision.")
+    except psutil.NoSuchProcess as exc:
+        raise ProcessLookupError(f"pid {decision.pid} has ended or was reused: nothing was sent.") from exc
+    finally:
+        release(decision)
+
+
+def release(decision):
+    """Close the pidfd a decision holds (idempotent)."""
+    if decision.pidfd is not None:
+        _close(decision.pidfd)
+        object.__setattr__(decision, "pidfd", None)
+
+
+def _pidfd_open(pid):
+    """A pidfd of ``pid`` (Linux >= 5.3, Python >= 3.9), or ``None`` where there is none."""
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _close(fd):
+    if fd is not None:
+        with contextlib.suppress(OSError):  # already closed
+            os.close(fd)
+
+
+def _same_start(pid, create_time):
+    """The process that has ``pid`` now started when the caller saw it start (clock ticks: 1/100 s).
+
+    A new ``psutil.Process``: an existing one keeps the start time it read when it was made.
+    """
+    try:
+        return abs(psutil.Process(pid).create_time() - float(create_time)) < 0.01
+    except (psutil.Error, TypeError, ValueError):
+        return False
 
 
 def _refuse(pid, action, reason, kind=None):

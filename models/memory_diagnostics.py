@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 import psutil
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.service import db as db_service
 
 from .. import access, compat
-from ..core import advisor, cachestats, heap, params, pgpressure, procinfo, proctree, stacks
+from ..core import advisor, cachestats, heap, params, pgpressure, procinfo, proctree, scope, stacks
 
 _logger = logging.getLogger(__name__)
 
@@ -56,6 +58,12 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     output_title = fields.Char(readonly=True)
     output = fields.Text(readonly=True)
     tracemalloc_state = fields.Char(string="tracemalloc", compute="_compute_tracemalloc_state")
+    server_wide_allowed = fields.Boolean(
+        compute="_compute_server_wide",
+        help="Actions that reach beyond this database: allowed by the server's configuration, or because"
+        " the server serves this database only.",
+    )
+    server_wide_note = fields.Text(compute="_compute_server_wide")
 
     process_ids = fields.One2many("memory.diagnostics.process", "diagnostics_id", string="Processes")
     finding_ids = fields.One2many("memory.diagnostics.finding", "diagnostics_id", string="Findings")
@@ -87,6 +95,64 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     @api.model
     def _check_admin(self):
         access.check_admin(self.env)
+
+    # ------------------------------------------------------------------
+    # Server-wide powers: the server's operator's (core/scope.py)
+    # ------------------------------------------------------------------
+    @api.model
+    def _server_wide_scope(self):
+        """``scope.Scope`` of this database's administrator on this server (never raises)."""
+        names, dbfilter = compat.database_options()
+        try:
+            served = scope.served_databases(names, dbfilter, lambda: db_service.list_dbs(True))
+        except Exception:  # noqa: BLE001 - a bad dbfilter, PostgreSQL down: then not known, so refused
+            _logger.warning("Cannot tell which databases this server serves", exc_info=True)
+            served = None
+        return scope.decide(scope.configured(compat.server_wide_option()), served, self.env.cr.dbname)
+
+    @api.model
+    def _server_wide_refusal(self, result):
+        """Why server-wide actions are unavailable, and how the operator enables them ("" if allowed)."""
+        if result.allowed:
+            return ""
+        if result.code == scope.CONFIGURED_OFF:
+            why = self.env._(
+                "The server's configuration turns off the actions that reach beyond this database"
+                " (memory_hygiene_server_wide = False)."
+            )
+        elif result.code == scope.BY_HOST_NAME:
+            why = self.env._(
+                "This server picks each request's database from its host name (its dbfilter uses the host or"
+                " domain placeholder), so it may serve several databases."
+            )
+        else:
+            why = self.env._("This server serves %(count)s databases.", count=result.count)
+        what = self.env._(
+            "Its processes are shared by all of them, so these actions belong to the server's operator:"
+            " signals to other processes (stacks, ORM statistics, recycle), and the Python heap and"
+            " tracemalloc of a shared worker."
+        )
+        how = self.env._(
+            "To allow them to the Settings administrators of every database of this server, set"
+            " memory_hygiene_server_wide = True in the [options] section of the server's configuration"
+            " file (or ODOO_MEMORY_HYGIENE_SERVER_WIDE=1 in its environment) and restart it."
+        )
+        return f"{why} {what} {how}"
+
+    @api.model
+    def _check_server_wide(self):
+        """Raise UserError (saying why and how to enable) unless server-wide actions are allowed here."""
+        result = self._server_wide_scope()
+        if not result.allowed:
+            raise UserError(self._server_wide_refusal(result))
+        return result
+
+    def _compute_server_wide(self):
+        result = self._server_wide_scope()
+        note = self._server_wide_refusal(result)
+        for page in self:
+            page.server_wide_allowed = result.allowed
+            page.server_wide_note = note or False
 
     @api.model
     def action_open(self):
@@ -145,10 +211,23 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     described["requests"] = str(worker.request_count)
                 figures.append(described)
         self._requests_from_snapshots(figures)
+        for fig in figures:
+            fig["tracing"] = self._tracing_text(heap.BOARD.lookup(fig["pid"], fig["started"]))
         self.env["memory.diagnostics.process"].create(
             [self.env["memory.diagnostics.process"]._values_from(self, fig, warn_share) for fig in figures]
         )
         return figures
+
+    def _tracing_text(self, mark):
+        """The board's mark of a process (``heap.TracingBoard``), as the page says it."""
+        if not mark:
+            return False
+        if mark.get("until"):
+            until = fields.Datetime.to_string(
+                datetime.fromtimestamp(mark["until"], tz=timezone.utc).replace(tzinfo=None)
+            )
+            return self.env._("tracing, stops by itself at %(until)s UTC", until=until)
+        return self.env._("tracing")
 
     def _requests_from_snapshots(self, figures):
         """Requests served by the other workers, as their latest snapshot (memory.snapshot) says."""
@@ -234,13 +313,24 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 {
                     "diagnostics_id": self.id,
                     "backend_pid": pid,
+                    "backend_start": backend_start,
+                    "query_start": query_start,
                     "usename": usename,
                     "runtime": runtime,
                     "wait_event_type": wait_event_type,
                     "wait_event": wait_event,
                     "query": query,
                 }
-                for pid, usename, runtime, wait_event_type, wait_event, query in cr.fetchall()
+                for (
+                    pid,
+                    backend_start,
+                    query_start,
+                    usename,
+                    runtime,
+                    wait_event_type,
+                    wait_event,
+                    query,
+                ) in cr.fetchall()
             ]
         )
         notes = pgpressure.notes(settings, active, psutil.virtual_memory().total)
@@ -272,7 +362,11 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def action_dump_stacks(self):
         self._check_admin()
         greenlets = stacks.live_greenlets() if compat.evented() else ()
-        self._show(self.env._("Thread stacks"), stacks.dump(sys._current_frames(), greenlets=greenlets))
+        text = stacks.dump(sys._current_frames(), greenlets=greenlets)
+        # A threaded or gevent process also serves other databases: their threads stay hidden unless
+        # the server's operator allowed server-wide actions; URLs lose query strings and tokens.
+        shown = scope.redact_stack_dump(text, self.env.cr.dbname, self._server_wide_scope().allowed)
+        self._show(self.env._("Thread stacks"), shown)
 
     def action_orm_stats(self):
         self._check_admin()
@@ -284,6 +378,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
 
     def action_heap_summary(self):
         self._check_admin()
+        self._check_server_wide()  # the heap of a worker that other databases share
         rows = heap.top_types(limit=30)
         self._show(self.env._("Python heap: top types by size (pympler)"), heap.format_top_types(rows))
 
@@ -317,12 +412,21 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         )
 
     def action_tracemalloc_start(self):
+        """Trace this worker's allocations until stopped, the time is up or the traced size is reached."""
         self._check_admin()
+        self._check_server_wide()  # tracing slows a worker that other databases share
         frames, _top_n = self._profile_settings()
-        self._show(self.env._("tracemalloc: start"), heap.TRACER.start(frames))
+        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
+        minutes = params.read(icp.get_param, params.TRACEMALLOC_MAX_MINUTES)
+        max_mb = params.read(icp.get_param, params.TRACEMALLOC_MAX_MB)
+        self._show(
+            self.env._("tracemalloc: start"),
+            heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB),
+        )
 
     def action_tracemalloc_snapshot(self):
         self._check_admin()
+        self._check_server_wide()  # what a shared worker allocates, for every database
         _frames, top_n = self._profile_settings()
         text = heap.TRACER.snapshot(top_n=top_n)
         if text is None:
@@ -353,6 +457,12 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         # The state of the process that reads the page: no stored dependency.
         if heap.TRACER.tracing:
             state = self.env._("tracing in pid %(pid)s", pid=os.getpid())
+        elif heap.TRACER.stopped_because:
+            state = self.env._(
+                "off in pid %(pid)s (stopped by itself: %(reason)s)",
+                pid=os.getpid(),
+                reason=heap.TRACER.stopped_because,
+            )
         else:
             state = self.env._("off in pid %(pid)s", pid=os.getpid())
         for page in self:

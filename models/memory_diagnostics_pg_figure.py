@@ -12,7 +12,7 @@ class MemoryDiagnosticsPgFigure(models.TransientModel):  # pylint: disable=no-wi
     section = fields.Selection(
         [
             ("session", "Sessions of this database"),
-            ("temp", "Temporary files"),
+            ("temp", "Temporary files of this database"),
             ("setting", "Memory settings"),
         ],
         required=True,

@@ -23,30 +23,42 @@ class MemoryDiagnosticsPgQuery(models.TransientModel):  # pylint: disable=no-wiz
     wait_event = fields.Char(readonly=True)
     query = fields.Char(string="Query (first 200 characters)", readonly=True)
     cancelled = fields.Boolean(readonly=True)
+    # As pg_stat_activity gives them (text, to the microsecond): the cancel checks they did not change.
+    backend_start = fields.Char(readonly=True)
+    query_start = fields.Char(readonly=True)
 
     def action_cancel(self):
-        """``pg_cancel_backend``: the query stops with an error, the session stays. Never terminates."""
+        """``pg_cancel_backend`` of the query shown, if that very query still runs. Never terminates.
+
+        The backend's pid, database, session start and query start are checked
+        in the statement that cancels (``pgpressure.CANCEL``); a backend that
+        moved on to another query is left alone and the page says so.
+        """
         self._check_admin()
         self.ensure_one()
         cr = self.env.cr
-        cr.execute(pgpressure.CANCELLABLE, [self.backend_pid])
+        cr.execute(pgpressure.CLEAR_SNAPSHOT)
+        cr.execute(
+            pgpressure.CANCEL, [self.backend_pid, self.backend_start or None, self.query_start or None]
+        )
         row = cr.fetchone()
         if not row:
             raise UserError(
                 self.env._(
-                    "Backend %(pid)s runs no query of this database (any more): nothing was cancelled.",
+                    "Backend %(pid)s no longer runs the query shown on this page (it ended, or its"
+                    " connection moved on to another query): nothing was cancelled. Refresh the page to see"
+                    " what runs now.",
                     pid=self.backend_pid,
                 )
             )
+        done, query = row
         _logger.info(
-            "Cancelling the query of PostgreSQL backend %s (state %s), asked by %s: %s",
+            "Cancelled the query of PostgreSQL backend %s (accepted: %s), asked by %s: %s",
             self.backend_pid,
-            row[1],
+            done,
             self.env.user.login,
-            row[2],
+            query,
         )
-        cr.execute(pgpressure.CANCEL, [self.backend_pid])
-        done = cr.fetchone()[0]
         if done:
             text = self.env._(
                 "pg_cancel_backend(%(pid)s) sent: its query stops with an error.", pid=self.backend_pid

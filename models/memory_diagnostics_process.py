@@ -1,5 +1,6 @@
 import logging
 import os
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -7,7 +8,7 @@ from odoo import fields, models
 from odoo.exceptions import UserError
 
 from .. import compat
-from ..core import procinfo, proctree, signals, stacks
+from ..core import procinfo, proctree, scope, signals, stacks
 
 _logger = logging.getLogger(__name__)
 
@@ -68,12 +69,20 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     num_threads = fields.Integer(string="Threads", readonly=True)
     cpu_seconds = fields.Float(string="CPU (s)", digits=(16, 1), readonly=True)
     started_at = fields.Datetime(readonly=True)
+    # psutil's start time (epoch seconds, float8 kept exact): a signal goes only to the process that
+    # has this pid *and* this start time (a pid is reused by the next process).
+    create_time = fields.Float(readonly=True)
     age = fields.Char(readonly=True)
     above_warn = fields.Boolean(
         string="Above warn share", readonly=True, help="Above the settings' warn share of its soft limit."
     )
     requests = fields.Char(
         readonly=True, help="Known for the worker that answers, and from the latest snapshot of the others."
+    )
+    tracing = fields.Char(
+        string="tracemalloc",
+        readonly=True,
+        help="Whether the Diagnostics' tracemalloc traces this process, and until when (it stops by itself).",
     )
 
     def _values_from(self, page, fig, warn_share):
@@ -94,8 +103,10 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "num_threads": fig["num_threads"],
             "cpu_seconds": fig["cpu_seconds"],
             "started_at": datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None),
+            "create_time": fig["started"],
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
+            "tracing": fig.get("tracing") or False,
         }
 
     # ------------------------------------------------------------------
@@ -113,8 +124,22 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     def _signal(self, action):
         self._check_admin()
         self.ensure_one()
+        host = socket.gethostname()
+        if self.diagnostics_id.host != host:
+            raise UserError(
+                self.env._(
+                    "This page was drawn on host %(page_host)s, but this click is answered on host %(host)s:"
+                    " pid %(pid)s there is another process. Nothing was sent; open Diagnostics again.",
+                    page_host=self.diagnostics_id.host or "?",
+                    host=host,
+                    pid=self.pid,
+                )
+            )
+        page = self.diagnostics_id
+        result = page._check_server_wide()  # another process: shared by every database of the server
         info = compat.server_info()
-        decision = signals.decide(self.pid, action, info["root_pid"], info["mode"])
+        # create_time: the process shown, not whichever took its pid since (0 refuses any).
+        decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
         if not decision.allowed:
             raise UserError(decision.reason)
         logfile = compat.server_logfile()
@@ -127,9 +152,16 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             action,
             self.env.user.login,
         )
-        # The policy accepted it: an Odoo process of this server's own tree.
-        signals.send(decision)
-        page = self.diagnostics_id
+        # The policy accepted it: an Odoo process of this server's own tree, the one the page showed.
+        try:
+            signals.send(decision)
+        except ProcessLookupError as exc:
+            raise UserError(
+                self.env._(
+                    "pid %(pid)s ended between the check and the signal: nothing was sent. Refresh the page.",
+                    pid=self.pid,
+                )
+            ) from exc
         if action == signals.RECYCLE:
             text = self.env._(
                 "%(signal)s sent to pid %(pid)s (%(kind)s): it stops after its current request and the master"
@@ -150,7 +182,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             ),
         }
         if answer:
-            text = answer
+            text = self._redact_answer(action, answer, result.allowed)
         elif logfile:
             text = self.env._(
                 "%(signal)s sent to pid %(pid)s. Its answer did not reach %(log)s in time: look there a"
@@ -168,6 +200,18 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
                 pid=decision.pid,
             )
         page.write({"output_title": titles[action], "output": text})
+
+    def _redact_answer(self, action, answer, show_other_databases):
+        """What the page may show of another process's answer (``core.scope``)."""
+        dbname = self.env.cr.dbname
+        if action == signals.STACKS:
+            return scope.redact_stack_dump(answer, dbname, show_other_databases)
+        text, skipped = scope.keep_database_section(answer, dbname)
+        if skipped:
+            text += "\n\n" + self.env._(
+                "(The statistics of %(count)s other database(s) of this process are left out.)", count=skipped
+            )
+        return text
 
     def _wait_for_answer(self, logfile, offset, action):
         """The record the signalled process logs in answer, read from the new part of the log file."""

@@ -57,6 +57,7 @@ MIB = 1024 * 1024
 DEFAULT_MODULES = ("memory_hygiene",)
 
 _DATABASES = {}  # modules -> name of the database made for them
+_COPIES = set()  # names of the databases copy_database made
 _SERVERS = set()  # started and not yet stopped
 
 
@@ -147,8 +148,34 @@ def server_database(modules=DEFAULT_MODULES, name=None):
     return name
 
 
+def copy_database(source, name):
+    """A copy of database ``source`` named ``name`` (``CREATE DATABASE ... TEMPLATE``), made once.
+
+    No filestore is copied (a server serving the copy rebuilds its assets).
+    Dropped by :func:`drop` and at the interpreter's exit.
+    """
+    if name in _COPIES:
+        return name
+    _drop_database(name)
+    odoo.sql_db.close_db(source)  # a template must have no other session
+    with db_cursor("postgres") as cr:
+        cr.execute(
+            psycopg2.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg2.sql.Identifier(name), psycopg2.sql.Identifier(source)
+            )
+        )
+    _COPIES.add(name)
+    return name
+
+
 def drop():
-    """Drop every database :func:`server_database` made in this process."""
+    """Drop every database :func:`server_database` and :func:`copy_database` made in this process."""
+    while _COPIES:
+        name = _COPIES.pop()
+        try:
+            _drop_database(name)
+        except Exception:
+            _logger.exception("Could not drop the copied database %s", name)
     while _DATABASES:
         _modules, name = _DATABASES.popitem()
         try:
@@ -160,7 +187,7 @@ def drop():
 class OdooServer:
     """``odoo-bin`` serving database ``db`` with real workers, as a context manager."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one keyword per odoo-bin option the tests vary
         self,
         db,
         workers=2,
@@ -170,8 +197,15 @@ class OdooServer:
         limit_time_real=120,
         extra_args=(),
         env=None,
+        *,
+        databases=None,
+        config_options=None,
     ):
+        """``databases``: every database to serve (``-d a,b`` and a dbfilter for them), ``db`` first;
+        ``config_options``: ``{option: value}`` written to the ``[options]`` of an ``odoo.conf`` (``-c``)."""
         self.db = db
+        self.databases = tuple(databases or (db,))
+        self.config_options = dict(config_options or {})
         self.workers = workers
         self.max_cron_threads = max_cron_threads
         self.limit_memory_soft = limit_memory_soft
@@ -212,10 +246,17 @@ class OdooServer:
             first.bind(("127.0.0.1", 0))  # held, so that the second port differs
             self.port = first.getsockname()[1]
             self.gevent_port = free_port()
-        args = [
+        args = []
+        if self.config_options:
+            conf = os.path.join(self._workdir, "odoo.conf")
+            with open(conf, "w", encoding="utf-8") as out:
+                out.write("[options]\n")
+                out.writelines(f"{key} = {value}\n" for key, value in self.config_options.items())
+            args += ["-c", conf]
+        args += [
             "-d",
-            self.db,
-            f"--db-filter=^{re.escape(self.db)}$",
+            ",".join(self.databases),
+            f"--db-filter=^({'|'.join(re.escape(name) for name in self.databases)})$",
             "--http-interface=127.0.0.1",
             f"--http-port={self.port}",
             f"--gevent-port={self.gevent_port}",

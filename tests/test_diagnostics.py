@@ -18,7 +18,7 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
 
 from .. import compat
-from ..core import heap
+from ..core import heap, params
 
 DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
 LINE_MODELS = (
@@ -68,12 +68,18 @@ class TestDiagnostics(TransactionCase):
         self.addCleanup(proc.kill)
         return proc
 
-    def process_line(self, page, pid, kind="worker"):
+    def process_line(self, page, pid, kind="worker", create_time=None):
         # A line as an admin could forge it through RPC: the policy must still refuse.
+        # By default with the start time the page would show (that of the process with that pid now).
+        if create_time is None:
+            try:
+                create_time = psutil.Process(pid).create_time()
+            except psutil.Error:
+                create_time = 0.0
         return (
             self.env["memory.diagnostics.process"]
             .with_user(self.admin)
-            .create({"diagnostics_id": page.id, "pid": pid, "kind": kind})
+            .create({"diagnostics_id": page.id, "pid": pid, "kind": kind, "create_time": create_time})
         )
 
     # ------------------------------------------------------------------
@@ -158,41 +164,66 @@ class TestDiagnostics(TransactionCase):
         page.action_refresh()
         self.assertRegex(page.process_ids.filtered("is_current").requests, r"^12 \(snapshot .* ago\)$")
 
+    def _long_query_line(self, page, backend, tag):
+        """The line of ``page`` showing the query tagged ``tag`` of ``backend``, once it runs."""
+        page.long_query_seconds = 0
+        deadline = time.monotonic() + 20
+
+        def shown():
+            return page.pg_query_ids.filtered(lambda q: q.backend_pid == backend and tag in (q.query or ""))
+
+        while not shown() and time.monotonic() < deadline:
+            time.sleep(0.1)
+            page.action_refresh_postgres()
+        self.assertTrue(shown(), f"the query {tag} is listed")
+        return shown()
+
     def test_long_query_of_this_database_is_listed_and_cancelled(self):
         page = self.open_page()
-        # A slow query of this database, on a connection of its own (not the test's cursor).
+        # Slow queries of this database, one after the other on a connection of its own (not the test's
+        # cursor): the first ends (cancelled by the test itself), then the same backend runs the second.
         _name, params_ = odoo.sql_db.connection_info_for(self.env.cr.dbname)
         connection = psycopg2.connect(**params_)
+        connection.autocommit = True
         self.addCleanup(connection.close)
         outcome = {}
 
-        def slow_query():
-            try:
-                with connection.cursor() as cr:
-                    cr.execute("SELECT pg_sleep(30) /* memory_hygiene test */")
-                outcome["done"] = True
-            except psycopg2.errors.QueryCanceled as exc:
-                outcome["cancelled"] = str(exc)
+        def slow_queries():
+            for tag in ("first", "second"):
+                try:
+                    with connection.cursor() as cr:
+                        cr.execute(f"SELECT pg_sleep(30) /* memory_hygiene {tag} */")
+                    outcome[tag] = "done"
+                except psycopg2.errors.QueryCanceled:
+                    outcome[tag] = "cancelled"
 
-        thread = threading.Thread(target=slow_query)
+        thread = threading.Thread(target=slow_queries)
         thread.start()
-        self.addCleanup(thread.join, 40)
+        self.addCleanup(thread.join, 70)
+        self.addCleanup(connection.cancel)
         backend = connection.info.backend_pid
-        page.long_query_seconds = 0
-        deadline = time.monotonic() + 10
-        while (
-            not page.pg_query_ids.filtered(lambda q: q.backend_pid == backend) and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
-            page.action_refresh_postgres()
-        line = page.pg_query_ids.filtered(lambda q: q.backend_pid == backend)
-        self.assertTrue(line, "the slow query is listed")
-        self.assertIn("pg_sleep(30)", line.query)
-        line.action_cancel()
-        thread.join(10)
-        self.assertIn("cancelled", outcome, "pg_cancel_backend stopped it")
-        self.assertTrue(line.cancelled)
-        self.assertIn("pg_cancel_backend", page.output)
+        first = self._long_query_line(page, backend, "first")
+        self.assertIn("pg_sleep(30)", first.query)
+        self.assertTrue(first.backend_start and first.query_start)
+        connection.cancel()  # the first query ends; the connection moves on to the second one
+        second_page = self.open_page()
+        second = self._long_query_line(second_page, backend, "second")
+        self.assertEqual(outcome, {"first": "cancelled"})
+        with self.assertRaisesRegex(UserError, "no longer runs the query shown on this page"):
+            first.action_cancel()  # same backend, same pid: another query now
+        self.assertFalse(first.cancelled)
+        self.env.cr.execute("SELECT pg_stat_clear_snapshot()")
+        self.env.cr.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", [backend])
+        state, query = self.env.cr.fetchone()
+        self.assertEqual(state, "active")
+        self.assertIn("memory_hygiene second", query, "the second query was left alone")
+        second.action_cancel()
+        thread.join(30)
+        self.assertEqual(
+            outcome, {"first": "cancelled", "second": "cancelled"}, "pg_cancel_backend stopped it"
+        )
+        self.assertTrue(second.cancelled)
+        self.assertIn("pg_cancel_backend", second_page.output)
         self.assertFalse(connection.closed, "cancelled, never terminated: the session is still there")
 
     def test_cancel_refuses_other_backends(self):
@@ -202,12 +233,21 @@ class TestDiagnostics(TransactionCase):
             .with_user(self.admin)
             .create({"diagnostics_id": page.id, "backend_pid": 1, "query": "select pg_sleep(60)"})
         )
-        with self.assertRaisesRegex(UserError, "runs no query of this database"):
+        with self.assertRaisesRegex(UserError, "no longer runs the query shown"):
             query.action_cancel()
-        self.env.cr.execute("SELECT pg_backend_pid()")
-        query.backend_pid = self.env.cr.fetchone()[0]
-        with self.assertRaisesRegex(UserError, "runs no query of this database"):
+        self.env.cr.execute(
+            "SELECT pg_backend_pid(), backend_start::text, query_start::text FROM pg_stat_activity"
+            " WHERE pid = pg_backend_pid()"
+        )
+        pid, backend_start, query_start = self.env.cr.fetchone()
+        query.write({"backend_pid": pid, "backend_start": backend_start, "query_start": query_start})
+        with self.assertRaisesRegex(UserError, "no longer runs the query shown"):
             query.action_cancel()  # never this page's own backend
+
+    def test_temp_files_name_this_database_only(self):
+        page = self.open_page()
+        self.assertEqual(page.pg_temp_ids.mapped("name"), [self.env.cr.dbname])
+        self.assertTrue(page.pg_temp_ids.is_current)
 
     def test_config_advisor_flags_a_bad_configuration_and_passes_a_sound_one(self):
         gib = 1024**3
@@ -291,7 +331,12 @@ class TestDiagnostics(TransactionCase):
         page.action_tracemalloc_snapshot()
         self.assertIn("not tracing", page.output)
         page.action_tracemalloc_start()
+        self.assertIn("stops by itself after 30 min", page.output, "the default time limit")
         self.assertIn("tracing", page.tracemalloc_state)
+        page.action_refresh()
+        self.assertIn(
+            "stops by itself at", page.process_ids.filtered("is_current").tracing, "shown per worker"
+        )
         page.action_tracemalloc_snapshot()
         self.assertIn("First snapshot", page.output)
         kept = [bytearray(2048) for _ in range(500)]
@@ -302,6 +347,23 @@ class TestDiagnostics(TransactionCase):
         self.assertIn("stopped", page.output)
         page.invalidate_recordset(["tracemalloc_state"])
         self.assertIn("off", page.tracemalloc_state)
+
+    def test_tracemalloc_stops_by_itself_at_its_traced_size(self):
+        page = self.open_page()
+        self.addCleanup(heap.TRACER.stop)
+        self.env["ir.config_parameter"].sudo().set_param(params.TRACEMALLOC_MAX_MB, "1")
+        page.action_tracemalloc_start()
+        self.assertIn("when it traces 1.0 MiB", page.output)
+        kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB traced: above the limit
+        deadline = time.monotonic() + 30
+        while heap.TRACER.tracing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(heap.TRACER.tracing, "its watchdog stopped it")
+        self.assertTrue(kept)
+        page.invalidate_recordset(["tracemalloc_state"])
+        self.assertIn("stopped by itself: it traced", page.tracemalloc_state)
+        page.action_refresh()
+        self.assertFalse(page.process_ids.filtered("is_current").tracing, "no worker shown as tracing")
 
     # ------------------------------------------------------------------
     # Another process: the signal policy
@@ -322,6 +384,28 @@ class TestDiagnostics(TransactionCase):
                 with self.subTest(pid=pid, method=method), self.assertRaisesRegex(UserError, reason):
                     getattr(line, method)()
         self.assertIsNone(proc.poll(), "the child is still running: nothing was sent")
+
+    def test_a_replaced_process_or_another_host_is_refused(self):
+        page = self.open_page()
+        if page.server_mode not in ("threaded", "prefork"):
+            self.skipTest("no server around this test run")
+        started = psutil.Process(page.root_pid).create_time()
+        # The pid shown, but a process started at another time: the one shown was replaced since.
+        stale = self.process_line(page, page.root_pid, "master", create_time=started - 60)
+        with (
+            patch.object(signal, "pidfd_send_signal", side_effect=AssertionError("sent")),
+            patch.object(os, "kill", side_effect=AssertionError("sent")),
+        ):
+            for method in PROCESS_ACTIONS:
+                with (
+                    self.subTest(method=method),
+                    self.assertRaisesRegex(UserError, "no longer the process shown"),
+                ):
+                    getattr(stale, method)()
+            line = self.process_line(page, page.root_pid, "master")
+            page.host = "another-host"
+            with self.assertRaisesRegex(UserError, "drawn on host another-host"):
+                line.action_signal_stacks()
 
     def test_threaded_server_is_never_recycled(self):
         page = self.open_page()

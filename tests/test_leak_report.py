@@ -20,11 +20,16 @@ WEBHOOK_LOGGER = core_report.__name__
 
 class _Hook(BaseHTTPRequestHandler):
     received = []
+    #: Answers to give, first to last (then 200); ``(307, "/moved")`` redirects there.
+    answers = []
 
     def do_POST(self):  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        self.send_response(200)
+        status, location = type(self).answers.pop(0) if type(self).answers else (200, None)
+        self.send_response(status)
+        if location:
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}{location}")
         self.end_headers()
 
     def log_message(self, *args):
@@ -61,7 +66,7 @@ class TestLeakReport(CronRunCase):
         self.addCleanup(patcher.stop)
 
     def serve_webhook(self):
-        _Hook.received = []
+        _Hook.received, _Hook.answers = [], []
         httpd = HTTPServer(("127.0.0.1", 0), _Hook)
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
@@ -109,13 +114,45 @@ class TestLeakReport(CronRunCase):
         with self.assertLogs(WEBHOOK_LOGGER, logging.WARNING) as logs:
             sent = self.Report._send()
         self.assertFalse(sent["webhook"][0])
-        self.assertIn("ConnectionError", sent["webhook"][1])
+        self.assertIn("ConnectionRefusedError", sent["webhook"][1])
         self.assertEqual(
             len(logs.output), memory_leak_report.WEBHOOK_RETRIES + 1, "bounded retries, each logged"
         )
         self.assertNotIn("secret-path", "\n".join(logs.output))
         self.assertIn("Partner sync (memory_hygiene test)", sent["mail"].body_html)
         self.assertEqual(len(sent["report"].findings), 1)
+
+    def test_webhook_redirect_to_loopback_is_not_followed(self):
+        url, received = self.serve_webhook()
+        _Hook.answers = [(307, "/moved")]
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, url)
+        sent = self.Report._send()
+        self.assertFalse(sent["webhook"][0])
+        self.assertIn("HTTP 307", sent["webhook"][1])
+        self.assertEqual([path for path, _type, _payload in received], ["/hooks/secret-path"], "posted once")
+        self.assertTrue(sent["mail"], "the mail still goes")
+
+    def test_webhook_url_secret_never_logged_nor_shown(self):
+        url, received = self.serve_webhook()
+        _Hook.answers = [(500, None)] * 3
+        secret_url = url + "?token=qu3ry-s3cret"
+        self.icp.set_param(params.REPORT_WEBHOOK_URL, secret_url)
+        # Every logger from INFO up (DEBUG would add odoo.sql_db's own trace of the set_param below).
+        with self.assertLogs(level=logging.INFO) as logs:
+            sent = self.Report._send()
+            self.icp.set_param(
+                params.REPORT_WEBHOOK_URL, f"http://127.0.0.1:{closed_port()}/p?token=qu3ry-s3cret"
+            )
+            closed = self.Report._send()
+            action = self.Report.with_user(self.admin).action_send_now()
+        self.assertEqual(len(received), memory_leak_report.WEBHOOK_RETRIES + 1)
+        self.assertEqual(received[0][0], "/hooks/secret-path?token=qu3ry-s3cret", "the hook got its full URL")
+        shown = (
+            "\n".join(logs.output) + sent["webhook"][1] + closed["webhook"][1] + action["params"]["message"]
+        )
+        self.assertIn("Leak report webhook http://127.0.0.1:", shown)
+        self.assertNotIn("qu3ry-s3cret", shown)
+        self.assertNotIn("secret-path", shown)
 
     def test_malformed_webhook_is_not_called(self):
         # Settings refuse it; a value stored another way is refused again here.

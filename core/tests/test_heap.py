@@ -1,4 +1,8 @@
+import time
 import tracemalloc
+
+import psutil
+import pytest
 
 from core import heap
 
@@ -55,3 +59,49 @@ def test_tracer_leaves_foreign_tracing_on():
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
+
+
+def _wait_for(check, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return check()
+
+
+def test_tracer_stops_by_itself_at_its_traced_size(tmp_path):
+    board = heap.TracingBoard(str(tmp_path / "board"))
+    tracer = heap.Tracer(board=board, interval=0.02)
+    if tracemalloc.is_tracing():
+        pytest.skip("something else traces this process")
+    text = tracer.start(1, max_seconds=3600, max_bytes=heap.MIB)
+    assert "stops by itself after 60 min or when it traces 1.0 MiB" in text
+    me = psutil.Process()
+    assert board.lookup(me.pid, me.create_time())["max_bytes"] == heap.MIB
+    kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB, traced
+    assert _wait_for(lambda: not tracemalloc.is_tracing()), "stopped by its watchdog"
+    assert kept
+    assert tracer.stopped_because.startswith("it traced")
+    assert board.lookup(me.pid, me.create_time()) is None, "the board says it no longer traces"
+
+
+def test_tracer_stops_by_itself_when_its_time_is_up(tmp_path):
+    tracer = heap.Tracer(board=heap.TracingBoard(str(tmp_path / "board")), interval=0.02)
+    if tracemalloc.is_tracing():
+        pytest.skip("something else traces this process")
+    tracer.start(1, max_seconds=0.05, max_bytes=None)
+    assert _wait_for(lambda: not tracemalloc.is_tracing())
+    assert tracer.stopped_because == "its time was up"
+    assert "not tracing" in tracer.stop()
+
+
+def test_board_ignores_a_reused_pid_and_a_foreign_directory(tmp_path):
+    board = heap.TracingBoard(str(tmp_path / "board"))
+    board.mark(4242, 1000.0, None, None, 1)
+    assert board.lookup(4242, 1000.0)["frames"] == 1
+    assert board.lookup(4242, 2000.0) is None, "another process took pid 4242"
+    assert board.lookup(4242, 1000.0) is None, "and the stale mark is gone"
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o755)
+    shared = heap.TracingBoard(str(tmp_path / "open"))
+    shared.mark(4242, 1000.0, None, None, 1)
+    assert shared.lookup(4242, 1000.0) is None, "never written in a directory others can write to"

@@ -16,6 +16,13 @@ def test_notes_on_a_sane_setup_are_quiet():
 
 
 def test_queries_stay_in_this_database_and_never_terminate():
-    for sql in (pgpressure.SESSIONS_BY_STATE, pgpressure.LONG_QUERIES, pgpressure.CANCELLABLE):
+    for sql in (
+        pgpressure.SESSIONS_BY_STATE,
+        pgpressure.LONG_QUERIES,
+        pgpressure.TEMP_FILES,
+        pgpressure.CANCEL,
+    ):
         assert "current_database()" in sql
     assert "terminate" not in pgpressure.CANCEL
+    for column in ("pid = ", "backend_start = ", "query_start = ", "state = 'active'"):
+        assert column in pgpressure.CANCEL, "the cancel checks the very query shown"

@@ -1,10 +1,10 @@
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-import requests
 
 from core import report as rep
 
@@ -171,26 +171,122 @@ def test_post_webhook_refused_is_logged_not_raised(caplog):
             f"http://127.0.0.1:{port}/x", {"text": "hi"}, retries=1, sleep=lambda s: None
         )
     assert not ok
-    assert "ConnectionError" in message
+    assert "ConnectionRefusedError" in message
     assert caplog.text.count("failed (attempt") == 2
 
 
 def test_post_webhook_timeout():
-    def slow(url, json, timeout):
-        raise requests.Timeout(f"read timed out ({timeout})")
+    def slow(url, body, deadline):
+        raise TimeoutError(f"no complete answer within {deadline:g} s")
 
-    ok, message = rep.post_webhook("https://example.com/x", {}, post=slow, timeout=0.5, retries=0)
+    ok, message = rep.post_webhook("https://example.com/x", {}, send=slow, timeout=0.5, retries=0)
     assert not ok
-    assert message == "Timeout: read timed out (0.5)"
+    assert message == "TimeoutError: no complete answer within 0.5 s"
 
 
 def test_post_webhook_malformed_url_is_not_called(caplog):
     called = []
     with caplog.at_level(logging.WARNING):
-        ok, _message = rep.post_webhook("ftp://example.com/x", {}, post=lambda *a, **k: called.append(a))
+        ok, _message = rep.post_webhook(
+            "ftp://example.com/x?token=s3cret", {}, send=lambda *a: called.append(a)
+        )
     assert not ok
     assert called == []
     assert "http:// or https://" in caplog.text
+    assert "s3cret" not in caplog.text + _message
+
+
+def test_redirect_is_not_followed(server, caplog):
+    url, handler = server
+    handler.statuses = [307]
+    with caplog.at_level(logging.WARNING):
+        ok, message = rep.post_webhook(url + "/hook", {"text": "hi"}, sleep=lambda s: None)
+    assert not ok
+    assert message.startswith("HTTP 307")
+    assert [path for path, _type, _body in handler.received] == ["/hook"], "posted once, never to /moved"
+
+
+def test_secret_of_the_url_never_reaches_the_log_nor_the_message(server, caplog):
+    url, handler = server
+    handler.statuses = [500, 500, 500]
+    secret_url = url.replace("http://", "http://user:pw0rd@") + "/services/T0/B0/p4th?token=s3cret#fr4g"
+    with caplog.at_level(logging.DEBUG):
+        ok, message = rep.post_webhook(secret_url, {"text": "hi"}, sleep=lambda s: None)
+        with socket_closed_port() as port:
+            closed = f"http://127.0.0.1:{port}/services/p4th?token=s3cret"
+            _ok, closed_message = rep.post_webhook(closed, {"text": "hi"}, retries=0)
+    assert not ok
+    assert handler.received[0][0] == "/services/T0/B0/p4th?token=s3cret", "the full URL is used to post"
+    shown = caplog.text + message + closed_message
+    for secret in ("pw0rd", "p4th", "s3cret", "fr4g", "user:"):
+        assert secret not in shown
+    assert url.split("//")[1] in caplog.text, "the host is named"
+
+
+def _raw_server(answer):
+    """A TCP server on 127.0.0.1 whose connections ``answer(conn)`` handles in a thread; (port, stop)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stopping = threading.Event()
+
+    def serve():
+        while not stopping.is_set():
+            try:
+                conn, _addr = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)  # the request (small enough for one read here)
+                try:
+                    answer(conn, stopping)
+                except OSError:
+                    pass  # the client went away: what the tests expect
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop():
+        stopping.set()
+        listener.close()
+        thread.join(5)
+
+    return listener.getsockname()[1], stop
+
+
+def test_one_deadline_for_the_whole_attempt():
+    """A server that answers one header byte at a time never trips a per-read timeout: the deadline does."""
+
+    def drip(conn, stopping):
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(600):  # 60 s of headers
+            if stopping.wait(0.1):
+                return
+            conn.sendall(b"X")
+
+    port, stop = _raw_server(drip)
+    try:
+        ok, message = rep.post_webhook(f"http://127.0.0.1:{port}/x", {}, timeout=1.0, retries=0)
+    finally:
+        stop()
+    assert not ok
+    assert message == "TimeoutError: no complete answer within 1 s"
+
+
+def test_answer_body_is_not_read_beyond_the_cap():
+    """An endless body: the sender reads its first bytes and returns the status (or it would time out)."""
+
+    def endless(conn, stopping):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        while not stopping.is_set():
+            conn.sendall(b"x" * 65536)
+
+    port, stop = _raw_server(endless)
+    try:
+        ok, message = rep.post_webhook(f"http://127.0.0.1:{port}/x", {}, timeout=30.0, retries=0)
+    finally:
+        stop()
+    assert (ok, message) == (True, "HTTP 200")
 
 
 class socket_closed_port:  # noqa: N801 - used as a context manager

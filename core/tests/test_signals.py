@@ -103,3 +103,43 @@ def test_master_and_threaded_process_are_never_recycled():
     assert signals.decide(root, signals.STACKS, root, "threaded").allowed
     # a shell or script is no server process
     assert not signals.decide(root, signals.STACKS, root, "other").allowed
+
+
+def test_a_process_replaced_since_the_page_was_drawn_is_refused(python_child):
+    root = os.getpid()
+    started = psutil.Process(python_child.pid).create_time()
+    stale = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started - 5)
+    assert not stale.allowed
+    assert "no longer the process shown on the page" in stale.reason
+    assert stale.pidfd is None, "the refusal keeps no pidfd open"
+    with pytest.raises(PermissionError):
+        signals.send(stale)
+    fresh = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    assert fresh.allowed
+    time.sleep(0.3)  # let the child install its handler
+    signals.send(fresh)
+    assert python_child.stdout.readline().strip() == "dumped"
+    assert fresh.pidfd is None, "send closes the pidfd"
+
+
+def test_send_never_reaches_a_process_that_ended_after_the_decision(python_child):
+    root = os.getpid()
+    started = psutil.Process(python_child.pid).create_time()
+    decision = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    assert decision.allowed
+    python_child.kill()
+    python_child.wait()  # reaped: the pid is free for the next process
+    with pytest.raises(ProcessLookupError):
+        signals.send(decision)
+
+
+def test_without_pidfd_psutil_guards_against_a_reused_pid(python_child, monkeypatch):
+    monkeypatch.setattr(signals, "_pidfd_open", lambda pid: None)  # macOS, Linux < 5.3
+    root = os.getpid()
+    started = psutil.Process(python_child.pid).create_time()
+    decision = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    assert decision.allowed and decision.pidfd is None and decision.process is not None
+    python_child.kill()
+    python_child.wait()
+    with pytest.raises(ProcessLookupError):
+        signals.send(decision)

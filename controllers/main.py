@@ -38,6 +38,8 @@ class MemoryHygieneController(http.Controller):
                 }
                 for proc in processes
             ],
+            # Programs the Odoo processes started (wkhtmltopdf...): shown, never held to Odoo's limits.
+            "helpers": [{key: _rounded(value) for key, value in helper.items()} for helper in _helpers()],
         }
         return request.make_response(
             json.dumps(body),
@@ -67,7 +69,11 @@ class MemoryHygieneController(http.Controller):
             proc["leak_suspect"] = proc["pid"] in suspects
         age = (fields.Datetime.now() - latest.date).total_seconds() if latest else None
         body, content_type = metrics.render(
-            host, processes, snapshot_age=age, recycles=snapshots._recycles_per_host().get(host, 0)
+            host,
+            processes,
+            snapshot_age=age,
+            recycles=snapshots._recycles_per_host().get(host, 0),
+            helpers=_helpers(),
         )
         return request.make_response(
             body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")]
@@ -103,3 +109,9 @@ def _live_processes():
     options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
     found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
     return [sampler.with_limits(figures, options) for figures in found]
+
+
+def _helpers():
+    """Programs this host's Odoo processes started (wkhtmltopdf, node...), read now."""
+    info = compat.server_info()
+    return sampler.sample_helpers(info["root_pid"], info["mode"])

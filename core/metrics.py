@@ -46,13 +46,15 @@ _PROCESS_GAUGES = (
 )
 
 
-def render(host, processes, *, snapshot_age=None, recycles=None):
+def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None):
     """``(bytes, content type)`` of the metrics of ``processes`` of ``host``.
 
     ``processes`` are figures with limits (``sampler.with_limits``) and
     ``leak_suspect``; a figure that is ``None`` is left out. ``snapshot_age``
     is the age in seconds of the host's newest snapshot, ``recycles`` the
-    number of recycles recorded for it.
+    number of recycles recorded for it. ``helpers`` (figures of
+    ``sampler.sample_helpers``) are summed per host: a ``wkhtmltopdf`` that
+    comes and goes adds no series of its own.
     """
     registry = CollectorRegistry(auto_describe=False)
     for name, doc, key, factor in _PROCESS_GAUGES:
@@ -77,4 +79,19 @@ def render(host, processes, *, snapshot_age=None, recycles=None):
             registry=registry,
         )
         count.labels(host).set(recycles)
+    if helpers is not None:
+        count = Gauge(
+            "memory_hygiene_helpers",
+            "Programs the Odoo processes started (wkhtmltopdf, node...), not held to Odoo's limits.",
+            ["host"],
+            registry=registry,
+        )
+        count.labels(host).set(len(helpers))
+        rss = Gauge(
+            "memory_hygiene_helpers_rss_bytes",
+            "Resident set size of those programs together.",
+            ["host"],
+            registry=registry,
+        )
+        rss.labels(host).set(sum(helper["rss_mb"] for helper in helpers) * MIB)
     return generate_latest(registry), CONTENT_TYPE

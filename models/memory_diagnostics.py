@@ -139,10 +139,15 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         warn_share = params.read(icp.get_param, params.WARN_SHARE)
         worker = proctree.current_worker()
         figures = []
-        for proc, kind in proctree.server_processes(info["root_pid"], info["mode"]):
+        for proc, kind, owner in proctree.walk(info["root_pid"], info["mode"]):
             soft, _hard = advisor.limits_for(options, kind)
-            described = procinfo.describe(proc, kind, soft_limit=0 if kind == proctree.MASTER else soft)
+            # Helpers (wkhtmltopdf, node...) are not held to Odoo's limits: no share of them.
+            compared = kind not in (proctree.MASTER, proctree.HELPER)
+            described = procinfo.describe(proc, kind, soft_limit=soft if compared else 0)
             if described:
+                if kind == proctree.HELPER:
+                    described["owner_pid"] = owner
+                    described["name"] = procinfo.command(proc)
                 if proc.pid == os.getpid() and worker is not None:
                     described["requests"] = str(worker.request_count)
                 figures.append(described)
@@ -184,7 +189,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self.finding_ids.unlink()
         live = {}
         for fig in figures:
-            live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
+            if fig["kind"] != proctree.HELPER:
+                live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
         findings = advisor.advise(options, psutil.cpu_count() or 1, psutil.virtual_memory().total, live)
         self.env["memory.diagnostics.finding"].create(
             [

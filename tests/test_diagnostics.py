@@ -312,7 +312,7 @@ class TestDiagnostics(TransactionCase):
         self.env.cr.execute("SELECT pg_backend_pid()")
         postgres = self.env.cr.fetchone()[0]
         cases = {
-            proc.pid: "not a process of this Odoo server",
+            proc.pid: "not an Odoo process",  # a helper: a program this process started
             1: "init process",
             postgres: "PostgreSQL",
         }
@@ -322,6 +322,16 @@ class TestDiagnostics(TransactionCase):
                 with self.subTest(pid=pid, method=method), self.assertRaisesRegex(UserError, reason):
                     getattr(line, method)()
         self.assertIsNone(proc.poll(), "the child is still running: nothing was sent")
+
+    def test_a_program_this_process_started_is_listed_as_its_helper(self):
+        proc = self.sleeper()
+        page = self.open_page()
+        [line] = page.process_ids.filtered(lambda line: line.pid == proc.pid)
+        self.assertEqual((line.kind, line.owner_pid, line.soft_limit_pct), ("helper", os.getpid(), 0))
+        self.assertEqual(line.command, "sleep 30")
+        own = page.process_ids.filtered(lambda line: line.pid == os.getpid())
+        self.assertNotEqual(own.kind, "helper")
+        self.assertFalse(own.owner_pid)
 
     def test_threaded_server_is_never_recycled(self):
         page = self.open_page()

@@ -15,6 +15,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.addons.memory_hygiene import compat
 from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
+from odoo.addons.memory_hygiene.tests.test_diagnostics_server import AdminClient
 
 TOKEN = "real-server-token-0123456789abcdef"
 SOFT_MB = 1024  # low enough to reach with one allocation, far above an idle worker
@@ -178,6 +179,54 @@ class TestRealServer(TransactionCase):
         soft = {s.value for s in families["memory_hygiene_process_soft_limit_bytes"].samples}
         self.assertEqual(soft, {SOFT_MB * MIB})
 
+    def test_a_helper_program_of_a_worker_is_no_worker(self):
+        """A worker starts a program (what wkhtmltopdf is to a PDF report) of 2 GiB of virtual size,
+        twice the soft limit: health stays ok, Diagnostics list it as that worker's helper, and its
+        exit is no recycle."""
+        self.run_cron_round()  # the previous round holds whatever other tests recycled
+        recycles = self.query("SELECT count(*) FROM memory_snapshot WHERE recycled_pid != 0")[0][0]
+        answer = self.server.get("/test_memory_hygiene/helper?vsize_mb=2048").json()
+        worker, helper = answer["pid"], answer["helper"]
+        self.addCleanup(_end, helper)
+        self.assertGreater(self.vms_mb(helper), 2 * SOFT_MB)
+        self.assertIn(worker, self.server.pids()["http"])
+        self.assertNotIn(helper, [pid for pids in self.server.pids().values() for pid in pids])
+
+        response = self.token("/memory_hygiene/health")
+        self.assertEqual(response.status_code, 200, response.text)
+        body = response.json()
+        self.assertNotIn(helper, [proc["pid"] for proc in body["processes"]])
+        [shown] = [h for h in body["helpers"] if h["pid"] == helper]
+        self.assertEqual(shown["owner_pid"], worker)
+        self.assertGreater(shown["vms_mb"], 2 * SOFT_MB)
+
+        client = AdminClient(self.server)
+        page_id = client.call("memory.diagnostics", "action_open")["res_id"]
+        lines = client.call(
+            "memory.diagnostics.process",
+            "search_read",
+            [("diagnostics_id", "=", page_id), ("pid", "=", helper)],
+            ["kind", "owner_pid", "command", "soft_limit_pct"],
+        )
+        self.assertEqual(
+            [(line["kind"], line["owner_pid"], line["soft_limit_pct"]) for line in lines],
+            [("helper", worker, False)],
+        )
+        self.assertIn("mmap", lines[0]["command"])
+
+        self.assertNotIn(helper, self.run_cron_round(), "no snapshot of a helper")
+        metrics = self.server.get(f"/memory_hygiene/metrics?token={TOKEN}").text
+        self.assertNotIn(f'pid="{helper}"', metrics)
+        self.assertIn("memory_hygiene_helpers{", metrics)
+        _end(helper)
+        round_ = self.run_cron_round()
+        self.assertEqual(round_, {pid: kind for kind, pids in self.server.pids().items() for pid in pids})
+        self.assertEqual(
+            self.query("SELECT count(*) FROM memory_snapshot WHERE recycled_pid != 0")[0][0],
+            recycles,
+            "the helper's exit is no recycle",
+        )
+
     def test_endpoints_without_token_answer_403_and_nothing_else(self):
         for path in (
             "/memory_hygiene/health",
@@ -215,6 +264,17 @@ class TestRealServer(TransactionCase):
             60,
             message=f"worker {pid} replaced",
         )
+
+
+def _end(pid):
+    """End a helper the test made a worker start (its worker reaps it)."""
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+    except psutil.NoSuchProcess:
+        return
+    # Gone, or a zombie until its worker reaps it: ended all the same.
+    wait_until(lambda: not harness._alive(proc), 30, 0.1, f"helper {pid} ended")
 
 
 @tagged("post_install", "-at_install")

@@ -112,7 +112,10 @@ SERVER_OPTIONS = (
     "limit_time_cpu",
     "limit_time_real",
     "limit_time_real_cron",
+    "limit_time_worker_cron",  # 19.0+ (None on 18.0)
     "limit_request",
+    "db_maxconn",
+    "db_maxconn_gevent",
     "proxy_mode",
 )
 
@@ -120,11 +123,13 @@ SERVER_OPTIONS = (
 def server_options():
     """The running server's options that the config advisor reads.
 
-    The gevent limits are ``False`` when unset on 18.0 and ``None`` on 19.0:
-    both become ``None`` (the process then uses limit_memory_soft / hard).
+    The gevent limits (and ``db_maxconn_gevent``) are ``False`` when unset on
+    18.0 and ``None`` on 19.0: both become ``None`` (the process then uses
+    limit_memory_soft / hard, db_maxconn). ``limit_time_worker_cron`` is
+    ``None`` on 18.0, which has no such option.
     """
     options = {key: config.get(key) for key in SERVER_OPTIONS}
-    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent"):
+    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent", "db_maxconn_gevent"):
         options[key] = options[key] or None
     return options
 

@@ -7,7 +7,7 @@ from odoo.http import request
 from odoo.tools import config
 
 from .. import compat
-from ..core import health, metrics, params, sampler
+from ..core import health, machine, metrics, params, sampler
 
 TOKEN_HEADER = "X-Memory-Hygiene-Token"
 
@@ -26,10 +26,19 @@ class MemoryHygieneController(http.Controller):
         warn_share = _setting(params.WARN_SHARE)
         processes = _live_processes()
         problems = health.problems(processes, warn_share)
+        found = machine.read()
+        min_available, max_pressure = (
+            _setting(params.HEALTH_MIN_AVAILABLE),
+            _setting(params.HEALTH_MAX_PRESSURE),
+        )
+        problems += health.machine_problems(found, min_available, max_pressure)
         body = {
             "status": "warn" if problems else "ok",
             "host": socket.gethostname(),
             "warn_share": warn_share,
+            "min_available_pct": min_available,
+            "max_pressure": max_pressure,
+            "machine": health.machine_figures(found),
             "problems": problems,
             "processes": [
                 {
@@ -74,6 +83,7 @@ class MemoryHygieneController(http.Controller):
             snapshot_age=age,
             recycles=snapshots._recycles_per_host().get(host, 0),
             helpers=_helpers(),
+            machine=machine.read(),
         )
         return request.make_response(
             body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")]

@@ -46,7 +46,7 @@ _PROCESS_GAUGES = (
 )
 
 
-def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None):
+def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None, machine=None):
     """``(bytes, content type)`` of the metrics of ``processes`` of ``host``.
 
     ``processes`` are figures with limits (``sampler.with_limits``) and
@@ -54,7 +54,9 @@ def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None):
     is the age in seconds of the host's newest snapshot, ``recycles`` the
     number of recycles recorded for it. ``helpers`` (figures of
     ``sampler.sample_helpers``) are summed per host: a ``wkhtmltopdf`` that
-    comes and goes adds no series of its own.
+    comes and goes adds no series of its own. ``machine`` (a
+    ``machine.Machine``) adds the memory, available memory, pressure and CPUs
+    of the machine, the first with its ``source`` label.
     """
     registry = CollectorRegistry(auto_describe=False)
     for name, doc, key, factor in _PROCESS_GAUGES:
@@ -94,4 +96,23 @@ def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None):
             registry=registry,
         )
         rss.labels(host).set(sum(helper["rss_mb"] for helper in helpers) * MIB)
+    if machine is not None:
+        _machine_gauges(registry, host, machine)
     return generate_latest(registry), CONTENT_TYPE
+
+
+def _machine_gauges(registry, host, machine):
+    for name, doc, figure, factor in (
+        ("memory_hygiene_machine_memory_bytes", "Memory this server may use.", machine.memory, 1),
+        ("memory_hygiene_machine_available_bytes", "Memory still available to it.", machine.available, 1),
+        (
+            "memory_hygiene_machine_memory_pressure_ratio",
+            "PSI some avg10: share of the last 10 s some task waited for memory.",
+            machine.pressure,
+            0.01,
+        ),
+        ("memory_hygiene_machine_cpus", "CPUs this server may use.", machine.cpus, 1),
+    ):
+        if figure.value is not None:
+            gauge = Gauge(name, doc, ["host", "source"], registry=registry)
+            gauge.labels(host, figure.source).set(float(figure.value) * factor)

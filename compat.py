@@ -6,6 +6,7 @@ The rest of the addon calls these helpers and never tests the version itself.
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections import Counter
 
@@ -132,6 +133,21 @@ def server_options():
     for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent", "db_maxconn_gevent"):
         options[key] = options[key] or None
     return options
+
+
+#: odoo.conf option, and environment variable (which wins), that name this server's host.
+HOST_NAME_OPTION = "memory_hygiene_host_name"
+HOST_NAME_ENV = "MEMORY_HYGIENE_HOST_NAME"
+
+
+def host_name():
+    """The name under which this server's snapshots, runs and endpoints report its host.
+
+    ``MEMORY_HYGIENE_HOST_NAME`` in the environment, else ``memory_hygiene_host_name``
+    in odoo.conf, else the hostname. A container gets a new hostname at each
+    deploy: naming the host keeps its history in one place.
+    """
+    return (os.environ.get(HOST_NAME_ENV) or config.get(HOST_NAME_OPTION) or socket.gethostname()).strip()
 
 
 def server_logfile():

@@ -1,6 +1,5 @@
 import hmac
 import json
-import socket
 
 from odoo import fields, http
 from odoo.http import request
@@ -34,7 +33,7 @@ class MemoryHygieneController(http.Controller):
         problems += health.machine_problems(found, min_available, max_pressure)
         body = {
             "status": "warn" if problems else "ok",
-            "host": socket.gethostname(),
+            "host": compat.host_name(),
             "warn_share": warn_share,
             "min_available_pct": min_available,
             "max_pressure": max_pressure,
@@ -60,7 +59,7 @@ class MemoryHygieneController(http.Controller):
     def metrics(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        host = socket.gethostname()
+        host = compat.host_name()
         processes = _live_processes()
         # Snapshots are read for a caller holding the token, which is no user.
         snapshots = request.env["memory.snapshot"].sudo()

@@ -1,6 +1,5 @@
 import logging
 import os
-import socket
 import sys
 from datetime import datetime, timezone
 
@@ -133,7 +132,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             found = machine.read()
             page.write(
                 {
-                    "host": socket.gethostname(),
+                    "host": compat.host_name(),
                     "server_mode": info["mode"],
                     "root_pid": info["root_pid"],
                     "worker_pid": os.getpid(),
@@ -186,7 +185,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         oldest = min(fig["started"] for fig in others)
         rows = self.env["memory.snapshot"].search_read(
             [
-                ("host", "=", socket.gethostname()),
+                ("host", "=", compat.host_name()),
                 ("pid", "in", [fig["pid"] for fig in others]),
                 ("requests_count", ">", 0),
                 ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
@@ -306,7 +305,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             title=title,
             pid=os.getpid(),
             kind=kind,
-            host=socket.gethostname(),
+            host=compat.host_name(),
         )
         _logger.info("%s, asked by %s:\n%s", heading, self.env.user.login, text)
         self.write({"output_title": heading, "output": text})

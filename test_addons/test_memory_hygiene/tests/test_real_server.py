@@ -67,9 +67,7 @@ class TestRealServer(TransactionCase):
     # ------------------------------------------------------------------ helpers
 
     def query(self, sql, args=()):
-        with db_cursor(self.db) as cr:
-            cr.execute(sql, args)
-            return cr.fetchall() if cr.description else None
+        return _query(self.db, sql, args)
 
     def run_cron_round(self):
         """Make the cron worker run the sampling action now; ``{pid: kind}`` of its round."""
@@ -272,6 +270,13 @@ class TestRealServer(TransactionCase):
         )
 
 
+def _query(db, sql, args=()):
+    """Rows of ``sql`` on ``db``, in a connection of its own (autocommit)."""
+    with db_cursor(db) as cr:
+        cr.execute(sql, args)
+        return cr.fetchall() if cr.description else None
+
+
 def _end(pid):
     """End a helper the test made a worker start (its worker reaps it)."""
     try:
@@ -281,6 +286,82 @@ def _end(pid):
         return
     # Gone, or a zombie until its worker reaps it: ended all the same.
     wait_until(lambda: not harness._alive(proc), 30, 0.1, f"helper {pid} ended")
+
+
+@tagged("post_install", "-at_install")
+class TestTwoHosts(TransactionCase):
+    """Two servers on one database, each a real ``odoo-bin`` with its own workers, naming their hosts."""
+
+    HOSTS = ("mh-host-a", "mh-host-b")
+
+    def query(self, sql, args=()):
+        return _query(self.db, sql, args)
+
+    def test_every_host_is_sampled_whole_by_one_of_its_processes(self):
+        """The scheduled action is off, as on a host whose cron worker never takes it: each host's
+        master, HTTP, cron and gevent processes are sampled all the same, by one of its HTTP workers."""
+        self.db = server_database()
+        [(cron_id,)] = self.query(
+            "SELECT res_id FROM ir_model_data"
+            " WHERE module = 'memory_hygiene' AND name = 'ir_cron_memory_snapshot'"
+        )
+        self.query("UPDATE ir_cron SET active = false WHERE id = %s", [cron_id])
+        self.addCleanup(self.query, "UPDATE ir_cron SET active = true WHERE id = %s", [cron_id])
+        self.addCleanup(self.query, "DELETE FROM memory_snapshot WHERE host IN %s", [self.HOSTS])
+        self.query(
+            "INSERT INTO ir_config_parameter (key, value) VALUES ('memory_hygiene.snapshot_interval', '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        servers = {}
+        for host in self.HOSTS:
+            server = OdooServer(self.db, workers=2, max_cron_threads=1, env={compat.HOST_NAME_ENV: host})
+            self.addCleanup(server.stop)
+            server.start()
+            servers[host] = server
+        for server in servers.values():
+            wait_until(lambda s=server: len(s.pids().get("http", ())) == 2 and s.pids().get("cron"), 60)
+            server.get("/test_memory_hygiene/pid")  # served, then the worker samples itself and its host
+
+        def sampled(host):
+            return dict(
+                self.query(
+                    "SELECT pid, process_kind FROM memory_snapshot WHERE host = %s AND trigger = 'schedule'",
+                    [host],
+                )
+            )
+
+        def covered():
+            return all(
+                {pid for pids in server.pids().values() for pid in pids} <= set(sampled(host))
+                for host, server in servers.items()
+            )
+
+        wait_until(covered, 120, 2, "every process of both hosts sampled")  # two sampling intervals
+        for host, server in servers.items():
+            expected = {pid: kind for kind, pids in server.pids().items() for pid in pids}
+            self.assertEqual({kind for kind in expected.values()}, {"master", "http", "cron", "gevent"})
+            self.assertEqual({pid: kind for pid, kind in sampled(host).items() if pid in expected}, expected)
+            # One process of a host takes its round, at most once per interval (0.9 of it).
+            dates = [
+                row[0]
+                for row in self.query(
+                    "SELECT min(date) FROM memory_snapshot WHERE host = %s AND round_key IS NOT NULL"
+                    " GROUP BY round_key ORDER BY 1",
+                    [host],
+                )
+            ]
+            gaps = [
+                (later - earlier).total_seconds() for earlier, later in zip(dates, dates[1:], strict=False)
+            ]
+            self.assertTrue(all(gap >= 54 for gap in gaps), gaps)
+            errors = [line for line in server.log().splitlines() if " ERROR " in line or "Traceback" in line]
+            self.assertEqual(errors, [], host)
+        hosts = dict(
+            self.query(
+                "SELECT name, last_round_at IS NOT NULL FROM memory_host WHERE name IN %s", [self.HOSTS]
+            )
+        )
+        self.assertEqual(hosts, dict.fromkeys(self.HOSTS, True))
 
 
 @tagged("post_install", "-at_install")

@@ -6,6 +6,7 @@ The rest of the addon calls these helpers and never tests the version itself.
 import contextlib
 import logging
 import os
+import socket
 import sys
 import threading
 from collections import Counter
@@ -122,7 +123,10 @@ SERVER_OPTIONS = (
     "limit_time_cpu",
     "limit_time_real",
     "limit_time_real_cron",
+    "limit_time_worker_cron",  # 19.0+ (None on 18.0)
     "limit_request",
+    "db_maxconn",
+    "db_maxconn_gevent",
     "proxy_mode",
 )
 
@@ -130,13 +134,30 @@ SERVER_OPTIONS = (
 def server_options():
     """The running server's options that the config advisor reads.
 
-    The gevent limits are ``False`` when unset on 18.0 and ``None`` on 19.0:
-    both become ``None`` (the process then uses limit_memory_soft / hard).
+    The gevent limits (and ``db_maxconn_gevent``) are ``False`` when unset on
+    18.0 and ``None`` on 19.0: both become ``None`` (the process then uses
+    limit_memory_soft / hard, db_maxconn). ``limit_time_worker_cron`` is
+    ``None`` on 18.0, which has no such option.
     """
     options = {key: config.get(key) for key in SERVER_OPTIONS}
-    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent"):
+    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent", "db_maxconn_gevent"):
         options[key] = options[key] or None
     return options
+
+
+#: odoo.conf option, and environment variable (which wins), that name this server's host.
+HOST_NAME_OPTION = "memory_hygiene_host_name"
+HOST_NAME_ENV = "MEMORY_HYGIENE_HOST_NAME"
+
+
+def host_name():
+    """The name under which this server's snapshots, runs and endpoints report its host.
+
+    ``MEMORY_HYGIENE_HOST_NAME`` in the environment, else ``memory_hygiene_host_name``
+    in odoo.conf, else the hostname. A container gets a new hostname at each
+    deploy: naming the host keeps its history in one place.
+    """
+    return (os.environ.get(HOST_NAME_ENV) or config.get(HOST_NAME_OPTION) or socket.gethostname()).strip()
 
 
 def server_logfile():

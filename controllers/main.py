@@ -1,14 +1,13 @@
 import hashlib
 import hmac
 import json
-import socket
 
 from odoo import fields, http
 from odoo.http import request
 from odoo.tools import config
 
 from .. import access, compat
-from ..core import health, metrics, params, sampler
+from ..core import health, machine, metrics, params, sampler
 
 
 class MemoryHygieneController(http.Controller):
@@ -28,10 +27,19 @@ class MemoryHygieneController(http.Controller):
         warn_share = _setting(params.WARN_SHARE)
         processes = _live_processes()
         problems = health.problems(processes, warn_share)
+        found = machine.read()
+        min_available, max_pressure = (
+            _setting(params.HEALTH_MIN_AVAILABLE),
+            _setting(params.HEALTH_MAX_PRESSURE),
+        )
+        problems += health.machine_problems(found, min_available, max_pressure)
         body = {
             "status": "warn" if problems else "ok",
-            "host": socket.gethostname(),
+            "host": compat.host_name(),
             "warn_share": warn_share,
+            "min_available_pct": min_available,
+            "max_pressure": max_pressure,
+            "machine": health.machine_figures(found),
             "problems": problems,
             "processes": [
                 {
@@ -40,6 +48,8 @@ class MemoryHygieneController(http.Controller):
                 }
                 for proc in processes
             ],
+            # Programs the Odoo processes started (wkhtmltopdf...): shown, never held to Odoo's limits.
+            "helpers": [{key: _rounded(value) for key, value in helper.items()} for helper in _helpers()],
         }
         return request.make_response(
             json.dumps(body),
@@ -51,7 +61,7 @@ class MemoryHygieneController(http.Controller):
     def metrics(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        host = socket.gethostname()
+        host = compat.host_name()
         processes = _live_processes()
         # Snapshots are read for a caller holding the token, which is no user.
         snapshots = request.env["memory.snapshot"].sudo()
@@ -69,7 +79,12 @@ class MemoryHygieneController(http.Controller):
             proc["leak_suspect"] = proc["pid"] in suspects
         age = (fields.Datetime.now() - latest.date).total_seconds() if latest else None
         body, content_type = metrics.render(
-            host, processes, snapshot_age=age, recycles=snapshots._recycles_per_host().get(host, 0)
+            host,
+            processes,
+            snapshot_age=age,
+            recycles=snapshots._recycles_per_host().get(host, 0),
+            helpers=_helpers(),
+            machine=machine.read(),
         )
         return request.make_response(
             body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")]
@@ -116,3 +131,9 @@ def _live_processes():
     options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
     found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
     return [sampler.with_limits(figures, options) for figures in found]
+
+
+def _helpers():
+    """Programs this host's Odoo processes started (wkhtmltopdf, node...), read now."""
+    info = compat.server_info()
+    return sampler.sample_helpers(info["root_pid"], info["mode"])

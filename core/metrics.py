@@ -46,13 +46,17 @@ _PROCESS_GAUGES = (
 )
 
 
-def render(host, processes, *, snapshot_age=None, recycles=None):
+def render(host, processes, *, snapshot_age=None, recycles=None, helpers=None, machine=None):
     """``(bytes, content type)`` of the metrics of ``processes`` of ``host``.
 
     ``processes`` are figures with limits (``sampler.with_limits``) and
     ``leak_suspect``; a figure that is ``None`` is left out. ``snapshot_age``
     is the age in seconds of the host's newest snapshot, ``recycles`` the
-    number of recycles recorded for it.
+    number of recycles recorded for it. ``helpers`` (figures of
+    ``sampler.sample_helpers``) are summed per host: a ``wkhtmltopdf`` that
+    comes and goes adds no series of its own. ``machine`` (a
+    ``machine.Machine``) adds the memory, available memory, pressure and CPUs
+    of the machine, the first with its ``source`` label.
     """
     registry = CollectorRegistry(auto_describe=False)
     for name, doc, key, factor in _PROCESS_GAUGES:
@@ -77,4 +81,38 @@ def render(host, processes, *, snapshot_age=None, recycles=None):
             registry=registry,
         )
         count.labels(host).set(recycles)
+    if helpers is not None:
+        count = Gauge(
+            "memory_hygiene_helpers",
+            "Programs the Odoo processes started (wkhtmltopdf, node...), not held to Odoo's limits.",
+            ["host"],
+            registry=registry,
+        )
+        count.labels(host).set(len(helpers))
+        rss = Gauge(
+            "memory_hygiene_helpers_rss_bytes",
+            "Resident set size of those programs together.",
+            ["host"],
+            registry=registry,
+        )
+        rss.labels(host).set(sum(helper["rss_mb"] for helper in helpers) * MIB)
+    if machine is not None:
+        _machine_gauges(registry, host, machine)
     return generate_latest(registry), CONTENT_TYPE
+
+
+def _machine_gauges(registry, host, machine):
+    for name, doc, figure, factor in (
+        ("memory_hygiene_machine_memory_bytes", "Memory this server may use.", machine.memory, 1),
+        ("memory_hygiene_machine_available_bytes", "Memory still available to it.", machine.available, 1),
+        (
+            "memory_hygiene_machine_memory_pressure_ratio",
+            "PSI some avg10: share of the last 10 s some task waited for memory.",
+            machine.pressure,
+            0.01,
+        ),
+        ("memory_hygiene_machine_cpus", "CPUs this server may use.", machine.cpus, 1),
+    ):
+        if figure.value is not None:
+            gauge = Gauge(name, doc, ["host", "source"], registry=registry)
+            gauge.labels(host, figure.source).set(float(figure.value) * factor)

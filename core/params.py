@@ -57,6 +57,8 @@ SNAPSHOT_RETENTION_DAYS = PREFIX + "snapshot_retention_days"
 GROWTH_THRESHOLD = PREFIX + "growth_threshold"
 GROWTH_MIN_SPAN = PREFIX + "growth_min_span"
 WARN_SHARE = PREFIX + "warn_share"
+HEALTH_MIN_AVAILABLE = PREFIX + "health_min_available"
+HEALTH_MAX_PRESSURE = PREFIX + "health_max_pressure"
 ENDPOINT_TOKEN = PREFIX + "endpoint_token"
 ENDPOINT_TOKEN_MIN_LENGTH = 32
 # Cron-leak profiler.
@@ -84,6 +86,8 @@ PARAMS = {
         _p("growth_threshold", "Leak-suspect growth (MiB/hour)", float, 50.0, 0.1, 1024 * 1024),
         _p("growth_min_span", "Leak-suspect minimum span (minutes)", int, 60, 5, 30 * 24 * 60),
         _p("warn_share", "Warn at share of the soft limit (%)", float, 90.0, 1, 100),
+        _p("health_min_available", "Warn below available memory (% of the machine's)", float, 10.0, 0, 100),
+        _p("health_max_pressure", "Warn above memory pressure (PSI some avg10, %)", float, 20.0, 0, 100),
         # A token guessed is a host's process list and a lever on its monitors: 32 characters at least.
         _p("endpoint_token", "Endpoint token", str, "", ENDPOINT_TOKEN_MIN_LENGTH),
         _p("profile_until", "Profile every cron until", str, ""),

@@ -13,7 +13,15 @@ from .heap import human_size
 LONG_QUERY_SECONDS = 30
 LONG_QUERY_LIMIT = 20
 
-SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_connections", "effective_cache_size")
+SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_connections",
+    "effective_cache_size",
+    "superuser_reserved_connections",
+    "reserved_connections",  # PostgreSQL 16+
+)
 
 #: The statistics views are read once per transaction and then cached: start from fresh figures.
 CLEAR_SNAPSHOT = "SELECT pg_stat_clear_snapshot()"
@@ -94,19 +102,37 @@ def setting_bytes(setting, unit):
         return None
 
 
-def notes(settings, active, ram_bytes):
+def connection_settings(settings):
+    """``{"max_connections", "superuser_reserved_connections", "reserved_connections"}`` as integers
+    (``None`` when PostgreSQL has no such setting) from ``{name: (setting, unit)}``.
+
+    >>> connection_settings({"max_connections": ("100", None), "superuser_reserved_connections": ("3", None)})
+    {'max_connections': 100, 'superuser_reserved_connections': 3, 'reserved_connections': None}
+    """
+    found = {}
+    for name in ("max_connections", "superuser_reserved_connections", "reserved_connections"):
+        try:
+            found[name] = int(settings[name][0])
+        except (KeyError, TypeError, ValueError):
+            found[name] = None
+    return found
+
+
+def notes(settings, active, ram_bytes, ram_source=None):
     """What the settings and the live sessions say, in sentences.
 
     ``settings``: ``{name: (setting, unit)}``; ``active``: sessions of this
-    database in state ``active``.
+    database in state ``active``; ``ram_bytes``: the memory of the machine,
+    ``ram_source`` where that figure comes from (:mod:`core.machine`).
 
     >>> for line in notes({"work_mem": ("65536", "kB"), "max_connections": ("500", None),
     ...                    "shared_buffers": ("16384", "8kB")}, active=3, ram_bytes=8 * 1024**3):
     ...     print(line[:64])
-    work_mem x max_connections = 31.2 GiB, more than the RAM (8.0 Gi
-    shared_buffers is 1.6 % of the RAM; about 25 % is the usual star
+    work_mem x max_connections = 31.2 GiB, more than the memory (8.0
+    shared_buffers is 1.6 % of the memory (8.0 GiB); about 25 % is t
     """
     lines = []
+    memory = f"the memory ({human_size(ram_bytes)}{', ' + ram_source if ram_source else ''})"
     work_mem = setting_bytes(*settings.get("work_mem", (None, None)))
     try:
         max_conn = int(settings.get("max_connections", (0, None))[0])
@@ -116,13 +142,12 @@ def notes(settings, active, ram_bytes):
         worst = work_mem * max_conn
         if worst > ram_bytes:
             lines.append(
-                f"work_mem x max_connections = {human_size(worst)}, more than the RAM"
-                f" ({human_size(ram_bytes)}):"
+                f"work_mem x max_connections = {human_size(worst)}, more than {memory}:"
                 " many concurrent sorts or hashes can exhaust it (each query node may use work_mem)."
             )
         if active and work_mem * active * 4 > ram_bytes:
             lines.append(
-                f"{active} active queries x 4 x work_mem already approach the RAM: lower work_mem for the"
+                f"{active} active queries x 4 x work_mem already approach {memory}: lower work_mem for the"
                 " Odoo role, or the concurrency."
             )
     shared = setting_bytes(*settings.get("shared_buffers", (None, None)))
@@ -130,13 +155,13 @@ def notes(settings, active, ram_bytes):
         share = 100 * shared / ram_bytes
         if share > 40:
             lines.append(
-                f"shared_buffers is {share:.0f} % of the RAM: on a host shared with Odoo that leaves little"
+                f"shared_buffers is {share:.0f} % of {memory}: on a host shared with Odoo that leaves little"
                 " room"
                 " for the workers and the page cache."
             )
         elif share < 5:
             lines.append(
-                f"shared_buffers is {share:.1f} % of the RAM; about 25 % is the usual starting point on a"
+                f"shared_buffers is {share:.1f} % of {memory}; about 25 % is the usual starting point on a"
                 " dedicated host."
             )
     return lines

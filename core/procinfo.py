@@ -49,6 +49,20 @@ def describe(process, kind, soft_limit=0, uss=True, now=None):
     return figures
 
 
+def command(process, limit=200):
+    """What ``process`` runs, as ``ps`` shows it, at most ``limit`` characters; its name if unreadable.
+
+    >>> import os
+    >>> command(psutil.Process(os.getpid())) != ""
+    True
+    """
+    try:
+        text = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _or_none(read):
     try:
         return read()

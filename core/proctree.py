@@ -9,6 +9,14 @@ ORM layer from Odoo's ``server`` object (``compat.server_info()``):
 - threaded (workers = 0): a single process;
 - ``odoo-bin shell`` and scripts: a single process of kind ``other``.
 
+Only those are Odoo processes, recognised as the signal policy recognises them
+(:mod:`core.signals`): the root, and in prefork its direct children running the
+same program (forks of the master, and the gevent process it spawns with its
+own interpreter). Everything they start in turn (``wkhtmltopdf`` for a PDF
+report, ``node`` building assets, ``pg_dump`` for a backup, any program) is a
+*helper* of its nearest Odoo ancestor: listed apart, never compared with Odoo's
+memory limits, never counted as a worker or a recycle.
+
 Kinds are read from the process title when Odoo could set one (``setproctitle``
 installed: ``odoo: WorkerHTTP 1234``), from the ``gevent`` argument of the
 long-polling process, and, for the current process, from Odoo's ``Worker``
@@ -28,8 +36,9 @@ GEVENT = "gevent"
 THREADED = "threaded"
 WORKER = "worker"  # a prefork worker whose kind its title does not tell
 OTHER = "other"
+HELPER = "helper"  # a program an Odoo process started (wkhtmltopdf, node, pg_dump...)
 
-KINDS = (MASTER, HTTP, CRON, GEVENT, THREADED, WORKER, OTHER)
+KINDS = (MASTER, HTTP, CRON, GEVENT, THREADED, WORKER, OTHER, HELPER)
 
 _TITLE_KINDS = {"WorkerHTTP": HTTP, "WorkerCron": CRON}
 
@@ -95,27 +104,63 @@ def own_kind(mode, master_pid=None):
     return OTHER
 
 
-def server_processes(root_pid, mode):
-    """``[(psutil.Process, kind)]`` of the server rooted at ``root_pid``, root first.
+def server_processes(root_pid, mode, helpers=False):
+    """``[(psutil.Process, kind)]`` of the Odoo processes of the server rooted at ``root_pid``, root first.
 
+    With ``helpers``, the programs they started follow, of kind :data:`HELPER`.
     Processes that vanish while being read are left out.
+    """
+    return [(proc, kind) for proc, kind, _owner in walk(root_pid, mode) if helpers or kind != HELPER]
+
+
+def walk(root_pid, mode):
+    """``[(psutil.Process, kind, owner pid)]`` of the whole tree rooted at ``root_pid``, root first.
+
+    Odoo processes come first, their owner being themselves; each helper's
+    owner is the pid of its nearest Odoo ancestor (the worker that runs the
+    report, for a ``wkhtmltopdf``). Processes that vanish while being read are
+    left out.
     """
     try:
         root = psutil.Process(root_pid)
-        members = [root] + (root.children(recursive=True) if mode == "prefork" else [])
+        root_exe = _exe(root)
+        descendants = root.children(recursive=True)
     except psutil.Error:
         return []
-    found = []
-    for proc in members:
+    own = os.getpid()
+    odoo, helpers, parents = [], [], {}
+    for proc in [root, *descendants]:
         try:
-            found.append((proc, classify(proc.cmdline(), proc.pid, root_pid, mode)))
+            parents[proc.pid] = proc.ppid()
+            is_odoo = proc.pid == root_pid or (
+                mode == "prefork" and parents[proc.pid] == root_pid and root_exe and _exe(proc) == root_exe
+            )
+            if not is_odoo:
+                helpers.append(proc)
+                continue
+            kind = classify(proc.cmdline(), proc.pid, root_pid, mode)
         except psutil.Error:
             continue
-    own = os.getpid()
-    # The current process knows its own kind better than its title says.
-    return [(p, own_kind(mode, root_pid) if p.pid == own and k == WORKER else k) for p, k in found]
+        # The current process knows its own kind better than its title says.
+        odoo.append((proc, own_kind(mode, root_pid) if proc.pid == own and kind == WORKER else kind))
+    odoo_pids = {proc.pid for proc, _kind in odoo}
+    found = [(proc, kind, proc.pid) for proc, kind in odoo]
+    for proc in helpers:
+        owner = parents.get(proc.pid)
+        while owner is not None and owner not in odoo_pids:
+            owner = parents.get(owner)
+        if owner is not None:
+            found.append((proc, HELPER, owner))
+    return found
 
 
 def is_server_process(pid, root_pid, mode):
-    """True when ``pid`` is one of this server's own processes."""
-    return any(proc.pid == pid for proc, _kind in server_processes(root_pid, mode))
+    """True when ``pid`` is in this server's process tree (an Odoo process or a helper)."""
+    return any(proc.pid == pid for proc, _kind in server_processes(root_pid, mode, helpers=True))
+
+
+def _exe(proc):
+    try:
+        return proc.exe()
+    except psutil.Error:
+        return None

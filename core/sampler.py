@@ -15,7 +15,7 @@ import time
 
 import psutil
 
-from . import procmem, proctree
+from . import procinfo, procmem, proctree
 
 MIB = procmem.MIB
 
@@ -70,6 +70,33 @@ def sample_tree(root_pid, mode, *, uss=False):
             found.append({**sample(process, uss=uss, now=now), "kind": kind})
         except psutil.Error:
             continue
+    return found
+
+
+def sample_helpers(root_pid, mode):
+    """``[{"pid", "owner_pid", "command", "rss_mb", "vms_mb"}]`` of the helpers of the server's processes.
+
+    Helpers are the programs Odoo processes started (``wkhtmltopdf``, ``node``,
+    ``pg_dump``...): their memory is on the host, but Odoo's limits do not
+    apply to them (:mod:`proctree`). Those that end while read are left out.
+    """
+    found = []
+    for process, kind, owner in proctree.walk(root_pid, mode):
+        if kind != proctree.HELPER:
+            continue
+        try:
+            memory = process.memory_info()
+        except psutil.Error:
+            continue
+        found.append(
+            {
+                "pid": process.pid,
+                "owner_pid": owner,
+                "command": procinfo.command(process),
+                "rss_mb": memory.rss / MIB,
+                "vms_mb": memory.vms / MIB,
+            }
+        )
     return found
 
 

@@ -118,7 +118,9 @@ def decide(pid, action, root_pid, mode, create_time=None):  # noqa: PLR0911 - on
         name = target.name()
     except psutil.Error:
         return _refuse(pid, action, f"There is no process {pid} on this host (any more).")
-    members = dict((proc.pid, (proc, kind)) for proc, kind in proctree.server_processes(root_pid, mode))
+    members = dict(
+        (proc.pid, (proc, kind)) for proc, kind in proctree.server_processes(root_pid, mode, helpers=True)
+    )
     if pid not in members:
         what = " It is a PostgreSQL process." if _is_postgres(target, name) else ""
         return _refuse(

@@ -1,6 +1,7 @@
 from . import memory_batch_mixin
 from . import memory_batch_position
 from . import memory_snapshot
+from . import memory_host
 from . import memory_cron_run
 from . import memory_cron_run_line
 from . import memory_leak_report

@@ -1,5 +1,4 @@
 import os
-import socket
 from datetime import timedelta
 
 from odoo import api, fields, models
@@ -87,7 +86,7 @@ class MemoryCronRun(models.Model):
                 "start": result.started_at.replace(microsecond=0),
                 "duration": result.duration,
                 "state": state,
-                "host": socket.gethostname(),
+                "host": compat.host_name(),
                 "pid": os.getpid(),
                 "rss_before_mb": result.rss_before / MIB,
                 "rss_after_mb": result.rss_after / MIB,

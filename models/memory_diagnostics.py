@@ -1,6 +1,5 @@
 import logging
 import os
-import socket
 import sys
 from datetime import datetime, timezone
 
@@ -11,7 +10,7 @@ from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
 from .. import access, compat
-from ..core import advisor, cachestats, heap, params, pgpressure, procinfo, proctree, scope, stacks
+from ..core import advisor, cachestats, heap, machine, params, pgpressure, procinfo, proctree, scope, stacks
 
 _logger = logging.getLogger(__name__)
 
@@ -48,8 +47,24 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     worker_pid = fields.Integer(string="Answered by pid", readonly=True)
     worker_kind = fields.Char(string="Answered by kind", readonly=True)
     answered_by = fields.Char(compute="_compute_answered_by", help="The process that built this page.")
-    cpu_count = fields.Integer(string="CPUs", readonly=True)
-    ram_mb = fields.Float(string="RAM (MiB)", digits=(16, 0), readonly=True)
+    cpu_count = fields.Float(
+        string="CPU count", digits=(16, 2), readonly=True, help="What this server may use."
+    )
+    ram_mb = fields.Float(
+        string="Memory (MiB)", digits=(16, 0), readonly=True, help="What this server may use."
+    )
+    cpu_text = fields.Char(
+        string="CPUs", readonly=True, help="With its source: affinity, container quota, host."
+    )
+    ram_text = fields.Char(
+        string="Memory", readonly=True, help="With its source: container limit or host RAM."
+    )
+    available_text = fields.Char(string="Available memory", readonly=True)
+    pressure_text = fields.Char(
+        string="Memory pressure",
+        readonly=True,
+        help="PSI some avg10: share of the last 10 s during which some task waited for memory.",
+    )
     limit_memory_soft_mb = fields.Float(string="Soft limit (MiB)", digits=(16, 0), readonly=True)
     limit_memory_hard_mb = fields.Float(string="Hard limit (MiB)", digits=(16, 0), readonly=True)
     logfile = fields.Char(string="Server log file", readonly=True)
@@ -178,15 +193,20 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             info = compat.server_info()
             options = compat.server_options()
             soft, hard = advisor.limits_for(options, proctree.HTTP)
+            found = machine.read()
             page.write(
                 {
-                    "host": socket.gethostname(),
+                    "host": compat.host_name(),
                     "server_mode": info["mode"],
                     "root_pid": info["root_pid"],
                     "worker_pid": os.getpid(),
                     "worker_kind": proctree.own_kind(info["mode"], info["root_pid"]),
-                    "cpu_count": psutil.cpu_count() or 1,
-                    "ram_mb": psutil.virtual_memory().total / MIB,
+                    "cpu_count": found.cpus.value,
+                    "ram_mb": (found.memory.value or 0) / MIB,
+                    "cpu_text": str(found.cpus),
+                    "ram_text": str(found.memory),
+                    "available_text": str(found.available),
+                    "pressure_text": str(found.pressure),
                     "limit_memory_soft_mb": soft / MIB,
                     "limit_memory_hard_mb": hard / MIB,
                     "logfile": compat.server_logfile() or False,
@@ -194,8 +214,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 }
             )
             figures = page._refresh_processes(info, options)
-            page._refresh_findings(options, figures)
-            page._refresh_postgres()
+            settings = page._refresh_postgres(found)
+            page._refresh_findings(options, figures, found, settings)
 
     def _refresh_processes(self, info, options):
         self.process_ids.unlink()
@@ -203,10 +223,15 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         warn_share = params.read(icp.get_param, params.WARN_SHARE)
         worker = proctree.current_worker()
         figures = []
-        for proc, kind in proctree.server_processes(info["root_pid"], info["mode"]):
+        for proc, kind, owner in proctree.walk(info["root_pid"], info["mode"]):
             soft, _hard = advisor.limits_for(options, kind)
-            described = procinfo.describe(proc, kind, soft_limit=0 if kind == proctree.MASTER else soft)
+            # Helpers (wkhtmltopdf, node...) are not held to Odoo's limits: no share of them.
+            compared = kind not in (proctree.MASTER, proctree.HELPER)
+            described = procinfo.describe(proc, kind, soft_limit=soft if compared else 0)
             if described:
+                if kind == proctree.HELPER:
+                    described["owner_pid"] = owner
+                    described["name"] = procinfo.command(proc)
                 if proc.pid == os.getpid() and worker is not None:
                     described["requests"] = str(worker.request_count)
                 figures.append(described)
@@ -237,7 +262,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         oldest = min(fig["started"] for fig in others)
         rows = self.env["memory.snapshot"].search_read(
             [
-                ("host", "=", socket.gethostname()),
+                ("host", "=", compat.host_name()),
                 ("pid", "in", [fig["pid"] for fig in others]),
                 ("requests_count", ">", 0),
                 ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
@@ -257,12 +282,21 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     age=procinfo.age_text((now - row["date"]).total_seconds()),
                 )
 
-    def _refresh_findings(self, options, figures):
+    def _refresh_findings(self, options, figures, found, settings):
         self.finding_ids.unlink()
         live = {}
         for fig in figures:
-            live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
-        findings = advisor.advise(options, psutil.cpu_count() or 1, psutil.virtual_memory().total, live)
+            if fig["kind"] != proctree.HELPER:
+                live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
+        findings = advisor.advise(
+            options,
+            found.cpus.value,
+            found.memory.value or psutil.virtual_memory().total,
+            live,
+            cpu_source=found.cpus.source,
+            ram_source=found.memory.source,
+            postgres=pgpressure.connection_settings(settings),
+        )
         self.env["memory.diagnostics.finding"].create(
             [
                 {
@@ -277,7 +311,9 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             ]
         )
 
-    def _refresh_postgres(self):
+    def _refresh_postgres(self, found=None):
+        """Refresh the PostgreSQL figures and notes; ``{name: (setting, unit)}`` of its settings."""
+        found = found or machine.read()
         self.pg_query_ids.unlink()
         self.env["memory.diagnostics.pg.figure"].search([("diagnostics_id", "=", self.id)]).unlink()
         cr = self.env.cr
@@ -333,8 +369,11 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 ) in cr.fetchall()
             ]
         )
-        notes = pgpressure.notes(settings, active, psutil.virtual_memory().total)
+        notes = pgpressure.notes(
+            settings, active, found.memory.value or psutil.virtual_memory().total, found.memory.source
+        )
         self.pg_notes = "\n".join(notes) or False
+        return settings
 
     def action_refresh_postgres(self):
         self._check_admin()
@@ -354,7 +393,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             title=title,
             pid=os.getpid(),
             kind=kind,
-            host=socket.gethostname(),
+            host=compat.host_name(),
         )
         _logger.info("%s, asked by %s:\n%s", heading, self.env.user.login, text)
         self.write({"output_title": heading, "output": text})

@@ -24,7 +24,11 @@ _ANSWERS = {
 
 
 class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wizard-in-models
-    """One Odoo process of this host's server, with what ``ps`` and Odoo's limits say about it."""
+    """One process of this host's server, with what ``ps`` and Odoo's limits say about it.
+
+    Odoo processes, then the helpers they started (kind ``helper``, with the
+    pid of the Odoo process that owns them), which no signal action accepts.
+    """
 
     _name = "memory.diagnostics.process"
     _inherit = "memory.diagnostics.line"
@@ -42,9 +46,17 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             (proctree.THREADED, "Threaded"),
             (proctree.WORKER, "Worker"),
             (proctree.OTHER, "Other"),
+            (proctree.HELPER, "Helper"),
         ],
         readonly=True,
     )
+    owner_pid = fields.Integer(
+        string="Helper of pid",
+        readonly=True,
+        help="For a helper (a program an Odoo process started: wkhtmltopdf, node...), that Odoo process."
+        " Helpers are not held to Odoo's memory limits.",
+    )
+    command = fields.Char(readonly=True, help="The program a helper runs.")
     is_current = fields.Boolean(string="This worker", readonly=True, help="The process that built this page.")
     rss_mb = fields.Float(string="RSS (MiB)", digits=(16, 1), readonly=True, help="What the OOM killer sees.")
     vms_mb = fields.Float(
@@ -107,6 +119,8 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
             "tracing": fig.get("tracing") or False,
+            "owner_pid": fig.get("owner_pid") or False,
+            "command": fig.get("name") or False,
         }
 
     # ------------------------------------------------------------------

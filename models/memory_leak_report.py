@@ -207,7 +207,7 @@ class MemoryLeakReport(models.AbstractModel):
         since = now - timedelta(hours=REPORT_HOURS)
         Snapshot = self.env["memory.snapshot"].sudo()  # the report covers every process, whoever sends it
         rows = Snapshot.search_read(
-            [("date", ">=", since)],
+            [("date", ">=", since), ("host_gone", "=", False)],
             ["host", "pid", "process_kind", "rss_mb", "vms_mb", "soft_limit_pct", "date"],
             order="date, id",
         )

@@ -1,14 +1,13 @@
 import json
 import logging
 import os
-import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
-from odoo.tools import config
+from odoo.tools import config, sql
 
 from .. import access, compat
 from ..core import params, procmem, proctree, sampler, trends
@@ -102,6 +101,15 @@ class MemorySnapshot(models.Model):
         string="Above warn share", compute="_compute_above_warn", search="_search_above_warn"
     )
     recent = fields.Selection(RECENT, compute="_compute_recent", search="_search_recent")
+    host_gone = fields.Boolean(
+        compute="_compute_host_gone",
+        search="_search_host_gone",
+        help="The host has sent nothing for a few sampling intervals (Hosts).",
+    )
+
+    def init(self):
+        # The latest snapshot of each host (hosts, gone hosts, rounds): an index lookup per host.
+        sql.create_index(self.env.cr, "memory_snapshot_host_date_index", self._table, ["host", "date"])
 
     @api.depends("host", "process_kind", "pid")
     def _compute_display_name(self):
@@ -124,6 +132,15 @@ class MemorySnapshot(models.Model):
     def _search_above_warn(self, operator, value):
         wanted = _wanted(operator, value, True)
         return [("soft_limit_pct", ">=" if wanted else "<", self._setting(params.WARN_SHARE))]
+
+    def _compute_host_gone(self):
+        gone = set(self.env["memory.host"]._gone_names())
+        for snapshot in self:
+            snapshot.host_gone = snapshot.host in gone
+
+    def _search_host_gone(self, operator, value):
+        wanted = _wanted(operator, value, True)
+        return [("host", "in" if wanted else "not in", self.env["memory.host"]._gone_names())]
 
     def _compute_recent(self):
         self.recent = False
@@ -156,7 +173,16 @@ class MemorySnapshot(models.Model):
 
     @api.model
     def _sample_round(self, trigger, top_types=False):
-        """Sample this process and every sibling of the server's process tree; one round."""
+        """Sample this process and every sibling of the server's process tree; one round.
+
+        A scheduled round is skipped while another process of the host takes one (two rounds at
+        once would both compare with the same previous round).
+        """
+        if not self.env["memory.host"]._lock_round(compat.host_name()) and trigger == "schedule":
+            _logger.info(
+                "Another process of %s is sampling it now: this round is skipped", compat.host_name()
+            )
+            return self.browse()
         info = compat.server_info()
         uss = self._setting(params.SNAPSHOT_USS)
         found = sampler.sample_tree(info["root_pid"], info["mode"], uss=uss)
@@ -191,7 +217,7 @@ class MemorySnapshot(models.Model):
 
     def _record(self, trigger, found, round_key=False, root_kind=proctree.MASTER):
         """Create the snapshots of ``found`` (figures of processes of this host), with trends."""
-        host = socket.gethostname()
+        host = compat.host_name()
         now = fields.Datetime.now()
         options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
         found = [sampler.with_limits(figures, options) for figures in found]
@@ -276,8 +302,9 @@ class MemorySnapshot(models.Model):
 
     @api.model
     def _recycles_per_host(self, since=None):
-        """``{host: number of recycles recorded}`` (since ``since`` when given)."""
-        domain = [("recycled_pid", "!=", 0)] + ([("date", ">=", since)] if since else [])
+        """``{host: number of recycles recorded}`` (since ``since`` when given), gone hosts left out."""
+        domain = [("recycled_pid", "!=", 0), ("host_gone", "=", False)]
+        domain += [("date", ">=", since)] if since else []
         return dict(self._read_group(domain, ["host"], ["__count"]))
 
     # ------------------------------------------------------------------ housekeeping
@@ -329,7 +356,13 @@ def sample_after_request(dbname, extra):
             extra = {**extra, "requests_count": worker.request_count + 1}
         with Registry(dbname).cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
+            # First statement of the transaction: the host's round when none was taken within the
+            # interval, so that a host whose cron worker never takes the scheduled action is sampled
+            # whole all the same, by one of its processes.
+            round_due = env["memory.host"]._claim_round(compat.host_name())
             env["memory.snapshot"]._sample_self("request", extra)
+            if round_due:
+                env["memory.snapshot"]._sample_round("schedule")
     except Exception:
         _logger.exception("memory_hygiene: sampling this worker after a request failed")
 

@@ -17,6 +17,8 @@ PARAM_FIELDS = {
     "memory_growth_threshold": params.GROWTH_THRESHOLD,
     "memory_growth_min_span": params.GROWTH_MIN_SPAN,
     "memory_warn_share": params.WARN_SHARE,
+    "memory_health_min_available": params.HEALTH_MIN_AVAILABLE,
+    "memory_health_max_pressure": params.HEALTH_MAX_PRESSURE,
     "memory_endpoint_token": params.ENDPOINT_TOKEN,
     "memory_profile_frames": params.PROFILE_FRAMES,
     "memory_profile_top_n": params.PROFILE_TOP_N,
@@ -76,6 +78,20 @@ class ResConfigSettings(models.TransientModel):
         string="Warn at share of the soft limit (%)",
         config_parameter=params.WARN_SHARE,
         default=_default(params.WARN_SHARE),
+    )
+    memory_health_min_available = fields.Float(
+        string="Warn below available memory (%)",
+        config_parameter=params.HEALTH_MIN_AVAILABLE,
+        default=_default(params.HEALTH_MIN_AVAILABLE),
+        help="Health warns when the memory still available to this server (the container's, else the"
+        " host's) falls under this share of its memory. 0: never.",
+    )
+    memory_health_max_pressure = fields.Float(
+        string="Warn above memory pressure (%)",
+        config_parameter=params.HEALTH_MAX_PRESSURE,
+        default=_default(params.HEALTH_MAX_PRESSURE),
+        help="Health warns when PSI some avg10 (share of the last 10 s during which some task waited for"
+        " memory, the container's or the host's) passes this. 0: never.",
     )
     # The two secrets (the endpoint token, and the webhook URL, which is the credential of a
     # Slack, Teams or Discord webhook) are restricted to Settings admins at the field level:

@@ -1,12 +1,13 @@
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from unittest.mock import Mock, patch
+from unittest.mock import patch
 
 import psutil
 import psycopg2
@@ -18,7 +19,7 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
 
 from .. import compat
-from ..core import heap, params
+from ..core import heap, machine, params
 
 DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
 LINE_MODELS = (
@@ -264,17 +265,24 @@ class TestDiagnostics(TransactionCase):
             "limit_time_real": 120,
             "limit_time_real_cron": -1,
             "limit_request": 65536,
+            "db_maxconn": 8,  # (5 + 1) x 8 + 8 for the gevent process: within PostgreSQL's default 100
             "proxy_mode": True,
         }
-        # Hard below soft, and 61 processes x (hard - the live vms-rss gap, at most vms) > 16 x soft of RAM.
+        # Hard below soft, and 62 processes x (soft - the live vms-rss gap, at most vms) > 16 x soft of RAM.
         bad = dict(sound, workers=60, limit_memory_hard=int(soft * 0.9))
-        host = {"cpu_count": lambda *a, **kw: 4, "virtual_memory": lambda: Mock(total=16 * soft)}
+        host = machine.Machine(
+            machine.Figure(4, machine.HOST_CPUS, "cpus"),
+            machine.Figure(16 * soft, machine.HOST_RAM),
+            machine.Figure(8 * soft, machine.HOST_AVAILABLE),
+            machine.Figure(None, machine.NO_PRESSURE, "pct"),
+        )
         page = self.open_page()
-        with patch.multiple(psutil, **host):
+        with patch.object(machine, "read", return_value=host):
             with patch.object(compat, "server_options", return_value=bad):
                 page.action_refresh()
             critical = set(page.finding_ids.filtered(lambda f: f.level == "critical").mapped("code"))
-            self.assertEqual(critical, {"hard_not_above_soft", "hard_vs_ram"})
+            # (and 61 workers x 2 connections may be more than PostgreSQL accepts)
+            self.assertEqual(critical - {"connections"}, {"hard_not_above_soft", "limits_vs_ram"})
             self.assertIn("workers_vs_cpu", page.finding_ids.mapped("code"))
             self.assertEqual(page.finding_ids[0].level, "critical", "worst first")
             with patch.object(compat, "server_options", return_value=sound):
@@ -283,6 +291,44 @@ class TestDiagnostics(TransactionCase):
         self.assertNotIn("critical", levels)
         self.assertNotIn("warning", levels)
         self.assertIn("ok", levels)
+
+    def test_a_4_gib_2_cpu_container_on_a_large_host(self):
+        """cgroup v2 fixture folders: 4 GiB and 2 CPUs for a container on a 32-CPU, 64 GiB host."""
+        root = tempfile.mkdtemp(prefix="memory_hygiene_cgroup_")
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        gib = 1024**3
+        for path, text in (
+            ("proc/meminfo", f"MemTotal: {64 * 1024 * 1024} kB\nMemAvailable: {60 * 1024 * 1024} kB\n"),
+            ("proc/self/cgroup", "0::/\n"),
+            ("sys/fs/cgroup/cgroup.controllers", "cpu memory\n"),
+            ("sys/fs/cgroup/memory.max", f"{4 * gib}\n"),
+            ("sys/fs/cgroup/memory.current", f"{gib}\n"),
+            ("sys/fs/cgroup/cpu.max", "200000 100000\n"),
+        ):
+            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+            with open(os.path.join(root, path), "w", encoding="ascii") as file:
+                file.write(text)
+        # What a configuration sized for the host looks like: 2 x 32 + 1 workers.
+        for_the_host = dict(compat.server_options(), workers=65, max_cron_threads=2, proxy_mode=True)
+        read = machine.read
+        page = self.open_page()
+        with (
+            patch.object(machine, "read", lambda *a, **kw: read(root, affinity=32, host_cpus=32)),
+            patch.object(compat, "server_options", return_value=for_the_host),
+        ):
+            page.action_refresh()
+        self.assertEqual(page.ram_text, "4.0 GiB (container limit)")
+        self.assertEqual(page.cpu_text, "2 CPUs (container CPU quota)")
+        self.assertEqual(page.available_text, "3.0 GiB (container limit minus its working set)")
+        self.assertEqual((page.cpu_count, page.ram_mb), (2, 4096))
+        cpu = page.finding_ids.filtered(lambda f: f.code == "workers_vs_cpu")
+        self.assertIn("Set workers = 5", cpu.advice)
+        ram = page.finding_ids.filtered(lambda f: f.code == "limits_vs_ram")
+        self.assertIn("4.0 GiB (container limit)", ram.advice)
+        advised = {key: int(value) for key, value in re.findall(r"(\w+) = (\d+)", ram.advice)}
+        self.assertLessEqual(advised["workers"], 5)
+        # The advised processes at their soft limit fit the container, with room for PostgreSQL.
+        self.assertLessEqual((advised["workers"] + 2 + 1) * advised["limit_memory_soft"], 4 * gib)
 
     # ------------------------------------------------------------------
     # This worker
@@ -374,7 +420,7 @@ class TestDiagnostics(TransactionCase):
         self.env.cr.execute("SELECT pg_backend_pid()")
         postgres = self.env.cr.fetchone()[0]
         cases = {
-            proc.pid: "not a process of this Odoo server",
+            proc.pid: "not an Odoo process",  # a helper: a program this process started
             1: "init process",
             postgres: "PostgreSQL",
         }
@@ -406,6 +452,15 @@ class TestDiagnostics(TransactionCase):
             page.host = "another-host"
             with self.assertRaisesRegex(UserError, "drawn on host another-host"):
                 line.action_signal_stacks()
+    def test_a_program_this_process_started_is_listed_as_its_helper(self):
+        proc = self.sleeper()
+        page = self.open_page()
+        [line] = page.process_ids.filtered(lambda line: line.pid == proc.pid)
+        self.assertEqual((line.kind, line.owner_pid, line.soft_limit_pct), ("helper", os.getpid(), 0))
+        self.assertEqual(line.command, "sleep 30")
+        own = page.process_ids.filtered(lambda line: line.pid == os.getpid())
+        self.assertNotEqual(own.kind, "helper")
+        self.assertFalse(own.owner_pid)
 
     def test_threaded_server_is_never_recycled(self):
         page = self.open_page()

@@ -8,9 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config
 
-from ..core import params
+from ..core import machine, params
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 TOKEN = "s3cret-token-for-tests-0123456789"
 USAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "readme", "USAGE.md")
 #: The placeholder the README's recipes hold where the token goes.
@@ -48,6 +49,20 @@ def readme_requests():
     return found
 
 
+def _machine(available, pressure):
+    """A 4 GiB / 2 CPU container with ``available`` bytes left and ``pressure`` % of PSI some avg10."""
+    return machine.Machine(
+        machine.Figure(2.0, machine.CPU_QUOTA, "cpus"),
+        machine.Figure(4 * GIB, machine.CONTAINER_LIMIT),
+        machine.Figure(available, machine.CONTAINER_AVAILABLE),
+        machine.Figure(pressure, machine.CONTAINER_PRESSURE, "pct"),
+    )
+
+
+#: Plenty of memory left, no pressure: the machine of these tests, whatever this host goes through.
+CALM = _machine(3 * GIB, 0.0)
+
+
 @tagged("post_install", "-at_install")
 class TestEndpoints(HttpCase):
     @classmethod
@@ -62,6 +77,7 @@ class TestEndpoints(HttpCase):
         super().setUp()
         # The test process is a single (threaded) server: give it room under its soft limit.
         self.startPatcher(patch.dict(config.options, {"limit_memory_soft": 64 * 1024 * MIB}))
+        self.machine = self.startPatcher(patch.object(machine, "read", return_value=CALM))
 
     def get(self, path, **headers):
         return self.url_open(path, headers=headers, allow_redirects=False)
@@ -130,6 +146,52 @@ class TestEndpoints(HttpCase):
                     self.get(path, **{name: value}).status_code, 403, "the placeholder opens nothing"
                 )
                 self.assertEqual(self.get(path).status_code, 403)
+
+    def test_health_503_when_the_container_runs_out_of_memory_or_is_under_pressure(self):
+        body = self.get("/memory_hygiene/health", Authorization=f"Bearer {TOKEN}").json()
+        self.assertEqual(body["status"], "ok")
+        self.assertEqual(body["machine"]["memory"], "4.0 GiB (container limit)")
+        self.assertEqual(
+            (body["machine"]["available_bytes"], body["machine"]["pressure_some_avg10"]), (3 * GIB, 0)
+        )
+        self.assertEqual((body["min_available_pct"], body["max_pressure"]), (10, 20), "the defaults")
+        cases = (
+            (
+                _machine(300 * MIB, 0.0),
+                "available memory is 300.0 MiB (container limit minus its working set)",
+            ),
+            (_machine(3 * GIB, 42.0), "memory pressure is 42.00 % (container memory.pressure), above 20%"),
+        )
+        for tight, reason in cases:
+            self.machine.return_value = tight
+            response = self.get("/memory_hygiene/health", Authorization=f"Bearer {TOKEN}")
+            self.assertEqual(response.status_code, 503, response.text)
+            [problem] = response.json()["problems"]
+            self.assertEqual(problem["kind"], "machine")
+            self.assertIn(reason, problem["reason"])
+        # Thresholds are settings; 0 turns a check off.
+        icp = self.env["ir.config_parameter"].sudo()
+        icp.set_param(params.HEALTH_MAX_PRESSURE, "50")
+        self.assertEqual(self.get("/memory_hygiene/health", Authorization=f"Bearer {TOKEN}").status_code, 200)
+        icp.set_param(params.HEALTH_MIN_AVAILABLE, "0")
+        self.machine.return_value = _machine(0, 0.0)
+        self.assertEqual(self.get("/memory_hygiene/health", Authorization=f"Bearer {TOKEN}").status_code, 200)
+        # The metrics carry the same figures, with their sources.
+        self.machine.return_value = _machine(300 * MIB, 42.0)
+        families = {
+            f.name: f
+            for f in text_string_to_metric_families(
+                self.get("/memory_hygiene/metrics", Authorization=f"Bearer {TOKEN}").text
+            )
+        }
+        [available] = families["memory_hygiene_machine_available_bytes"].samples
+        self.assertEqual(
+            (available.value, available.labels["source"]), (300 * MIB, machine.CONTAINER_AVAILABLE)
+        )
+        [pressure] = families["memory_hygiene_machine_memory_pressure_ratio"].samples
+        self.assertAlmostEqual(pressure.value, 0.42)
+        [memory] = families["memory_hygiene_machine_memory_bytes"].samples
+        self.assertEqual(memory.labels["source"], "container limit")
 
     def test_admin_session_is_enough(self):
         self.authenticate(self.admin.login, self.admin.login)

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import socket
@@ -5,7 +6,9 @@ from datetime import timedelta
 from unittest.mock import patch
 
 import psutil
+import psycopg2
 
+import odoo
 from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, new_test_user, tagged
@@ -14,6 +17,7 @@ from odoo.tools import config
 from .. import compat
 from ..core import params, sampler
 from ..models import memory_snapshot
+from ..models.memory_host import LOCK_NAMESPACE, lock_key
 
 MIB = sampler.MIB
 
@@ -168,6 +172,56 @@ class TestMemorySnapshot(TransactionCase):
             self.assertEqual(trigger.call_count, 1, "nothing more left: no new trigger")
         self.assertTrue(kept.exists())
 
+    def test_the_host_is_named_by_the_server_option_or_the_environment(self):
+        """Containers get a new hostname at each deploy: a server option names the host."""
+        self.assertEqual(_host(), socket.gethostname(), "unnamed: the hostname")
+        with patch.dict(config.options, {compat.HOST_NAME_OPTION: "odoo-green"}):
+            self.assertEqual({s.host for s in self.Snapshot._cron_sample()}, {"odoo-green"})
+            with patch.dict(os.environ, {compat.HOST_NAME_ENV: "odoo-blue"}):
+                self.assertEqual({s.host for s in self.Snapshot._cron_sample()}, {"odoo-blue"}, "env wins")
+                page = self.env["memory.diagnostics"].create({})
+                page.action_refresh()
+                self.assertEqual(page.host, "odoo-blue")
+
+    def test_hosts_their_rounds_and_gone_hosts(self):
+        self.fake_snapshot(60, host="old-host", recycled_pid=7, round_key="r-old")  # 4 intervals of 5 min
+        self.fake_snapshot(3, host="near-host")
+        self.Snapshot._cron_sample()
+        hosts = {h.name: h for h in self.env["memory.host"].search([])}
+        self.assertLessEqual({"old-host", "near-host", _host()}, set(hosts))
+        self.assertEqual(hosts["old-host"].state, "gone")
+        self.assertEqual(hosts["near-host"].state, "live")
+        self.assertFalse(hosts["near-host"].last_round_at, "no round, a self-sample")
+        self.assertEqual(hosts[_host()].state, "live")
+        self.assertTrue(hosts[_host()].last_round_at)
+        self.assertEqual(self.env["memory.host"]._gone_names(), ["old-host"])
+        self.assertEqual(
+            self.env["memory.host"].search([("state", "=", "live")]).mapped("name"),
+            sorted(name for name in hosts if name != "old-host"),
+        )
+        # Gone hosts leave the trends and the leak report.
+        self.assertFalse(self.Snapshot.search([("host_gone", "=", False), ("host", "=", "old-host")]))
+        self.assertTrue(self.Snapshot.search([("host_gone", "=", True), ("host", "=", "old-host")]))
+        self.assertNotIn("old-host", self.Snapshot._recycles_per_host())
+        figures = self.env["memory.leak.report"]._snapshot_figures(fields.Datetime.now(), 90)
+        self.assertNotIn("old-host", {p["host"] for p in figures["processes"]} | set(figures["recycles"]))
+
+    def test_one_process_per_host_takes_its_round(self):
+        Host = self.env["memory.host"]
+        self.assertTrue(Host._claim_round("fresh-host"), "never sampled: due")
+        self.Snapshot._cron_sample()
+        self.assertFalse(Host._claim_round(_host()), "a round was taken within the interval")
+        self.fake_snapshot(10, host="late-host", round_key="r-late")
+        self.assertTrue(Host._claim_round("late-host"), "its last round is 2 intervals old")
+        # Another process (another connection) taking a host's round holds it until its transaction ends.
+        with db_connection(self.env.cr.dbname) as other:
+            other.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, lock_key("busy-host")])
+            self.assertTrue(other.fetchone()[0])
+            self.assertFalse(Host._claim_round("busy-host"))
+            with patch.object(compat, "host_name", return_value="busy-host"):
+                self.assertFalse(self.Snapshot._cron_sample(), "the scheduled round is left to the other")
+                self.assertTrue(self.Snapshot._sample_round("manual"), "Sample now samples all the same")
+
     def test_internal_user_cannot_read_snapshots(self):
         self.fake_snapshot(1)
         with self.assertRaises(AccessError):
@@ -178,4 +232,17 @@ class TestMemorySnapshot(TransactionCase):
 
 
 def _host():
-    return socket.gethostname()
+    return compat.host_name()
+
+
+@contextlib.contextmanager
+def db_connection(dbname):
+    """A cursor of another connection to the database, in a transaction rolled back at the end."""
+    _name, info = odoo.sql_db.connection_info_for(dbname)
+    connection = psycopg2.connect(**info)
+    try:
+        with connection.cursor() as cr:
+            yield cr
+    finally:
+        connection.rollback()
+        connection.close()

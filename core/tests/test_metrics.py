@@ -51,3 +51,31 @@ def test_each_call_has_its_own_registry():
     second, _ = metrics.render("h", [], snapshot_age=2.0)
     assert b'snapshot_age_seconds{host="h"} 1.0' in first
     assert b'snapshot_age_seconds{host="h"} 2.0' in second
+
+
+def test_helpers_are_summed_per_host_without_a_series_each():
+    helpers = [
+        {"pid": pid, "owner_pid": 11, "command": "wkhtmltopdf", "rss_mb": 40.0, "vms_mb": 1400.0}
+        for pid in (20, 21)
+    ]
+    samples = parse(metrics.render("host-a", [], helpers=helpers)[0])
+    assert samples[("memory_hygiene_helpers", None)] == 2
+    assert samples[("memory_hygiene_helpers_rss_bytes", None)] == 80 * MIB
+    assert not [key for key in samples if key[1] in ("20", "21")]
+
+
+def test_machine_figures_with_their_source():
+    from core.machine import Figure, Machine
+
+    found = Machine(
+        Figure(2.0, "container CPU quota", "cpus"),
+        Figure(4096 * MIB, "container limit"),
+        Figure(1024 * MIB, "container limit minus its working set"),
+        Figure(None, "not exposed by this kernel (no PSI)", "pct"),
+    )
+    body = metrics.render("host-a", [], machine=found)[0].decode()
+    assert (
+        'memory_hygiene_machine_memory_bytes{host="host-a",source="container limit"} 4.294967296e+09' in body
+    )
+    assert "memory_hygiene_machine_cpus" in body
+    assert "pressure" not in body, "a figure the kernel does not expose is left out"

@@ -45,8 +45,8 @@ def test_only_members_of_the_tree_are_server_processes(children):
     assert proctree.is_server_process(children[0].pid, root, "prefork")
     assert not proctree.is_server_process(1, root, "prefork")
     assert not proctree.is_server_process(os.getppid(), root, "prefork")
-    # threaded: the single process only
-    assert not proctree.is_server_process(children[0].pid, root, "threaded")
+    # threaded: the single process only; its children are helpers
+    assert [proc.pid for proc, _kind in proctree.server_processes(root, "threaded")] == [root]
 
 
 def test_current_worker_outside_a_worker_is_none():
@@ -60,3 +60,52 @@ def test_own_kind_of_the_gevent_process_of_a_prefork_server(monkeypatch):
     assert proctree.own_kind("prefork", master_pid=1) == "gevent"
     monkeypatch.setattr("sys.argv", ["odoo-bin", "-c", "odoo.conf"])
     assert proctree.own_kind("prefork", master_pid=1) == "worker"
+
+
+@pytest.fixture
+def worker_with_helper():
+    """A "worker" (same interpreter, child of this process) that started a helper ``sleep``, and a
+    ``sleep`` started by this process itself."""
+    code = (
+        "import subprocess, sys, time\n"
+        "helper = subprocess.Popen(['sleep', '30'])\n"
+        "print(helper.pid, flush=True)\n"
+        "time.sleep(30)"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    helper_pid = int(worker.stdout.readline())
+    own_helper = subprocess.Popen(["sleep", "30"])
+    yield worker, helper_pid, own_helper
+    for proc in (own_helper, worker):
+        proc.kill()
+        proc.wait()
+    try:
+        os.kill(helper_pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def test_programs_started_by_odoo_processes_are_helpers_of_them(worker_with_helper):
+    worker, helper_pid, own_helper = worker_with_helper
+    root = os.getpid()
+    odoo = {proc.pid: kind for proc, kind in proctree.server_processes(root, "prefork")}
+    assert odoo[root] == "master"
+    assert odoo[worker.pid] == "worker"
+    assert helper_pid not in odoo and own_helper.pid not in odoo
+    owners = {proc.pid: (kind, owner) for proc, kind, owner in proctree.walk(root, "prefork")}
+    assert owners[helper_pid] == ("helper", worker.pid)
+    assert owners[own_helper.pid] == ("helper", root)
+    assert owners[worker.pid] == ("worker", worker.pid)
+    with_helpers = proctree.server_processes(root, "prefork", helpers=True)
+    assert [kind for _proc, kind in with_helpers][-2:] == ["helper", "helper"], "helpers come last"
+    assert proctree.is_server_process(helper_pid, root, "prefork")
+
+
+def test_threaded_server_children_are_all_helpers(worker_with_helper):
+    worker, helper_pid, own_helper = worker_with_helper
+    root = os.getpid()
+    assert [(p.pid, k) for p, k in proctree.server_processes(root, "threaded")] == [(root, "threaded")]
+    owners = {proc.pid: (kind, owner) for proc, kind, owner in proctree.walk(root, "threaded")}
+    assert owners[worker.pid] == ("helper", root)
+    assert owners[helper_pid] == ("helper", root), "a helper's helper belongs to the Odoo process"
+    assert owners[own_helper.pid] == ("helper", root)

@@ -50,9 +50,10 @@ def test_non_odoo_child_is_refused_and_not_signalled(sleeper):
         assert "not an Odoo process" in decision.reason
         with pytest.raises(PermissionError):
             signals.send(decision)
-    # threaded: the single process only
+    # threaded: the single process only; its children are helpers
     decision = signals.decide(sleeper.pid, signals.STACKS, root, "threaded")
-    assert "not a process of this Odoo server" in decision.reason
+    assert not decision.allowed
+    assert "not an Odoo process" in decision.reason
     assert sleeper.poll() is None, "still running: nothing was sent"
 
 

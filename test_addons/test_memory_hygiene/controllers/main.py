@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 import time
 
 import psutil
@@ -9,6 +11,17 @@ from odoo.http import request
 
 #: Memory a worker holds on purpose, until it is recycled.
 _HELD = []
+#: Helper programs a worker started (what wkhtmltopdf is to a report), kept to be reaped.
+_HELPERS = []
+
+#: A helper that reserves address space without touching it, like wkhtmltopdf (GiB of virtual
+#: size, MiB of RSS), then waits for its end (bounded, should nobody end it).
+_HELPER_CODE = (
+    "import mmap, sys, time\n"
+    "area = mmap.mmap(-1, int(sys.argv[1]) * 1024 * 1024, flags=mmap.MAP_PRIVATE)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
 
 
 class TestMemoryHygieneController(http.Controller):
@@ -28,6 +41,18 @@ class TestMemoryHygieneController(http.Controller):
         if missing > 0:
             _HELD.append(bytearray(int(missing * 1024 * 1024)))
         return _json({"pid": os.getpid(), "vms_mb": psutil.Process().memory_info().vms / 1024 / 1024})
+
+    @http.route("/test_memory_hygiene/helper", type="http", auth="none", save_session=False)
+    def helper(self, vsize_mb, **kwargs):
+        """Start a helper child of this worker that reserves ``vsize_mb`` MiB of address space."""
+        for done in [h for h in _HELPERS if h.poll() is not None]:
+            _HELPERS.remove(done)  # reaped
+        child = subprocess.Popen(
+            [sys.executable, "-c", _HELPER_CODE, str(int(vsize_mb))], stdout=subprocess.PIPE, text=True
+        )
+        child.stdout.readline()  # its address space is reserved
+        _HELPERS.append(child)
+        return _json({"pid": os.getpid(), "helper": child.pid})
 
 
 def _json(data, status=200):

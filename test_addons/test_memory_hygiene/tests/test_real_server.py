@@ -15,6 +15,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.addons.memory_hygiene import compat
 from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
+from odoo.addons.memory_hygiene.tests.test_diagnostics_server import AdminClient
 
 from .common import USER_ADDON
 
@@ -36,6 +37,10 @@ class TestRealServer(TransactionCase):
             for key, value in (
                 ("memory_hygiene.endpoint_token", TOKEN),
                 ("memory_hygiene.snapshot_interval", "1"),
+                # This host's memory belongs to whoever else runs on it: the machine checks are tested on
+                # fixtures (TestEndpoints); here health answers for Odoo's processes alone.
+                ("memory_hygiene.health_min_available", "0"),
+                ("memory_hygiene.health_max_pressure", "0"),
             ):
                 cr.execute(
                     "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)"
@@ -66,9 +71,7 @@ class TestRealServer(TransactionCase):
     # ------------------------------------------------------------------ helpers
 
     def query(self, sql, args=()):
-        with db_cursor(self.db) as cr:
-            cr.execute(sql, args)
-            return cr.fetchall() if cr.description else None
+        return _query(self.db, sql, args)
 
     def run_cron_round(self):
         """Make the cron worker run the sampling action now; ``{pid: kind}`` of its round."""
@@ -182,6 +185,56 @@ class TestRealServer(TransactionCase):
         soft = {s.value for s in families["memory_hygiene_process_soft_limit_bytes"].samples}
         self.assertEqual(soft, {SOFT_MB * MIB})
 
+    def test_a_helper_program_of_a_worker_is_no_worker(self):
+        """A worker starts a program (what wkhtmltopdf is to a PDF report) of 2 GiB of virtual size,
+        twice the soft limit: health stays ok, Diagnostics list it as that worker's helper, and its
+        exit is no recycle."""
+        self.run_cron_round()  # the previous round holds whatever other tests recycled
+        recycles = self.query("SELECT count(*) FROM memory_snapshot WHERE recycled_pid != 0")[0][0]
+        answer = self.server.get("/test_memory_hygiene/helper?vsize_mb=2048").json()
+        worker, helper = answer["pid"], answer["helper"]
+        self.addCleanup(_end, helper)
+        self.assertGreater(self.vms_mb(helper), 2 * SOFT_MB)
+        self.assertIn(worker, self.server.pids()["http"])
+        self.assertNotIn(helper, [pid for pids in self.server.pids().values() for pid in pids])
+
+        response = self.token("/memory_hygiene/health")
+        self.assertEqual(response.status_code, 200, response.text)
+        body = response.json()
+        self.assertEqual(body["problems"], [])
+        self.assertTrue(body["machine"]["memory_source"])
+        self.assertNotIn(helper, [proc["pid"] for proc in body["processes"]])
+        [shown] = [h for h in body["helpers"] if h["pid"] == helper]
+        self.assertEqual(shown["owner_pid"], worker)
+        self.assertGreater(shown["vms_mb"], 2 * SOFT_MB)
+
+        client = AdminClient(self.server)
+        page_id = client.call("memory.diagnostics", "action_open")["res_id"]
+        lines = client.call(
+            "memory.diagnostics.process",
+            "search_read",
+            [("diagnostics_id", "=", page_id), ("pid", "=", helper)],
+            ["kind", "owner_pid", "command", "soft_limit_pct"],
+        )
+        self.assertEqual(
+            [(line["kind"], line["owner_pid"], line["soft_limit_pct"]) for line in lines],
+            [("helper", worker, False)],
+        )
+        self.assertIn("mmap", lines[0]["command"])
+
+        self.assertNotIn(helper, self.run_cron_round(), "no snapshot of a helper")
+        metrics = self.token("/memory_hygiene/metrics").text
+        self.assertNotIn(f'pid="{helper}"', metrics)
+        self.assertIn("memory_hygiene_helpers{", metrics)
+        _end(helper)
+        round_ = self.run_cron_round()
+        self.assertEqual(round_, {pid: kind for kind, pids in self.server.pids().items() for pid in pids})
+        self.assertEqual(
+            self.query("SELECT count(*) FROM memory_snapshot WHERE recycled_pid != 0")[0][0],
+            recycles,
+            "the helper's exit is no recycle",
+        )
+
     def test_endpoints_without_token_answer_403_and_nothing_else(self):
         for path in (
             "/memory_hygiene/health",
@@ -219,6 +272,100 @@ class TestRealServer(TransactionCase):
             60,
             message=f"worker {pid} replaced",
         )
+
+
+def _query(db, sql, args=()):
+    """Rows of ``sql`` on ``db``, in a connection of its own (autocommit)."""
+    with db_cursor(db) as cr:
+        cr.execute(sql, args)
+        return cr.fetchall() if cr.description else None
+
+
+def _end(pid):
+    """End a helper the test made a worker start (its worker reaps it)."""
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+    except psutil.NoSuchProcess:
+        return
+    # Gone, or a zombie until its worker reaps it: ended all the same.
+    wait_until(lambda: not harness._alive(proc), 30, 0.1, f"helper {pid} ended")
+
+
+@tagged("post_install", "-at_install", "memory_hygiene_server")
+class TestTwoHosts(TransactionCase):
+    """Two servers on one database, each a real ``odoo-bin`` with its own workers, naming their hosts."""
+
+    HOSTS = ("mh-host-a", "mh-host-b")
+
+    def query(self, sql, args=()):
+        return _query(self.db, sql, args)
+
+    def test_every_host_is_sampled_whole_by_one_of_its_processes(self):
+        """The scheduled action is off, as on a host whose cron worker never takes it: each host's
+        master, HTTP, cron and gevent processes are sampled all the same, by one of its HTTP workers."""
+        self.db = server_database(USER_ADDON)
+        [(cron_id,)] = self.query(
+            "SELECT res_id FROM ir_model_data"
+            " WHERE module = 'memory_hygiene' AND name = 'ir_cron_memory_snapshot'"
+        )
+        self.query("UPDATE ir_cron SET active = false WHERE id = %s", [cron_id])
+        self.addCleanup(self.query, "UPDATE ir_cron SET active = true WHERE id = %s", [cron_id])
+        self.addCleanup(self.query, "DELETE FROM memory_snapshot WHERE host IN %s", [self.HOSTS])
+        self.query(
+            "INSERT INTO ir_config_parameter (key, value) VALUES ('memory_hygiene.snapshot_interval', '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        servers = {}
+        for host in self.HOSTS:
+            server = OdooServer(self.db, workers=2, max_cron_threads=1, env={compat.HOST_NAME_ENV: host})
+            self.addCleanup(server.stop)
+            server.start()
+            servers[host] = server
+        for server in servers.values():
+            wait_until(lambda s=server: len(s.pids().get("http", ())) == 2 and s.pids().get("cron"), 60)
+            server.get("/test_memory_hygiene/pid")  # served, then the worker samples itself and its host
+
+        def sampled(host):
+            return dict(
+                self.query(
+                    "SELECT pid, process_kind FROM memory_snapshot WHERE host = %s AND trigger = 'schedule'",
+                    [host],
+                )
+            )
+
+        def covered():
+            return all(
+                {pid for pids in server.pids().values() for pid in pids} <= set(sampled(host))
+                for host, server in servers.items()
+            )
+
+        wait_until(covered, 120, 2, "every process of both hosts sampled")  # two sampling intervals
+        for host, server in servers.items():
+            expected = {pid: kind for kind, pids in server.pids().items() for pid in pids}
+            self.assertEqual({kind for kind in expected.values()}, {"master", "http", "cron", "gevent"})
+            self.assertEqual({pid: kind for pid, kind in sampled(host).items() if pid in expected}, expected)
+            # One process of a host takes its round, at most once per interval (0.9 of it).
+            dates = [
+                row[0]
+                for row in self.query(
+                    "SELECT min(date) FROM memory_snapshot WHERE host = %s AND round_key IS NOT NULL"
+                    " GROUP BY round_key ORDER BY 1",
+                    [host],
+                )
+            ]
+            gaps = [
+                (later - earlier).total_seconds() for earlier, later in zip(dates, dates[1:], strict=False)
+            ]
+            self.assertTrue(all(gap >= 54 for gap in gaps), gaps)
+            errors = [line for line in server.log().splitlines() if " ERROR " in line or "Traceback" in line]
+            self.assertEqual(errors, [], host)
+        hosts = dict(
+            self.query(
+                "SELECT name, last_round_at IS NOT NULL FROM memory_host WHERE name IN %s", [self.HOSTS]
+            )
+        )
+        self.assertEqual(hosts, dict.fromkeys(self.HOSTS, True))
 
 
 @tagged("post_install", "-at_install", "memory_hygiene_server")

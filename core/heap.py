@@ -16,7 +16,7 @@ import gc
 import time
 import tracemalloc
 
-from . import procmem
+from . import procmem, tracing
 
 MIB = procmem.MIB
 
@@ -147,30 +147,51 @@ def _signed(delta):
 class Tracer:
     """tracemalloc for the diagnostics page: start, snapshot, compare with the previous, stop.
 
-    Only stops tracing that it started itself, so that it never switches off
-    another user of tracemalloc (the cron-leak profiler) under its feet.
+    Tracing is leased from :mod:`core.tracing` (shared): "stop" releases this
+    tracer's lease only, so it never ends a profiled cron run's trace, and a
+    trace someone else started is left to them.
     """
 
     def __init__(self):
         self.previous = None
-        self.started_here = False
+        self.lease = None
         self.started_at = None
 
     @property
     def tracing(self):
         return tracemalloc.is_tracing()
 
+    @property
+    def started_here(self):
+        return self.lease is not None
+
     def start(self, frames=1):
-        if tracemalloc.is_tracing():
+        if self.lease is not None and self.lease.intact():
             return f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s))."
-        tracemalloc.start(frames)
-        self.started_here, self.started_at, self.previous = True, time.time(), None
+        self._drop()
+        if tracing.foreign():
+            return (
+                f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s)),"
+                " started by something else."
+            )
+        shared = tracemalloc.is_tracing()
+        self.lease = tracing.acquire(frames)
+        if self.lease is None:
+            return "tracemalloc could not be started."
+        self.started_at, self.previous = time.time(), None
+        if shared:
+            return (
+                f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s),"
+                " a profiled cron run): snapshots use that trace."
+            )
         return f"tracemalloc started with {frames} frame(s) per allocation."
 
     def snapshot(self, top_n=10, key_type="lineno"):
         """Take a snapshot; the text compares it with the previous one (or lists its top lines)."""
         if not tracemalloc.is_tracing():
             return None
+        if self.lease is not None and not self.lease.intact():
+            self.previous = None  # our trace was stopped by someone else: the previous is another trace's
         snap = tracemalloc.take_snapshot().filter_traces(
             (
                 tracemalloc.Filter(False, tracemalloc.__file__),
@@ -192,16 +213,22 @@ class Tracer:
         return head + "\n" + body
 
     def stop(self):
-        if not tracemalloc.is_tracing():
+        if self.lease is None:
+            if tracemalloc.is_tracing():
+                return (
+                    "tracemalloc was started by something else in this process (the cron-leak profiler?):"
+                    " left on."
+                )
             return "tracemalloc is not tracing this process."
-        if not self.started_here:
-            return (
-                "tracemalloc was started by something else in this process (the cron-leak profiler?):"
-                " left on."
-            )
-        tracemalloc.stop()
-        self.previous, self.started_here, self.started_at = None, False, None
+        self._drop()
+        if tracemalloc.is_tracing():
+            return "Diagnostics tracer released; tracemalloc stays on for its other user (a profiled run)."
         return "tracemalloc stopped; its memory and the previous snapshot are released."
+
+    def _drop(self):
+        if self.lease is not None:
+            self.lease.release()
+        self.lease, self.previous, self.started_at = None, None, None
 
 
 #: The tracer of this process.

@@ -217,14 +217,16 @@ class LeakProfile:
         self._lease = None
 
     def start(self):
+        # The roots are sized before tracing starts: the scan allocates, and costs more traced.
+        self._roots_before = holders_mod.root_sizes(self._roots()) if self._holders else None
         self._lease = tracing.acquire(self.frames, exclusive=True)
         if self._lease is None:
+            self._roots_before = None
             raise TracingBusy("tracemalloc is in use by someone else or by another profiled run")
         try:
             self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
             self.rss_before = self._rss()
             self.fds_before = self._fds()
-            self._roots_before = holders_mod.root_sizes(self._roots()) if self._holders else None
             tracemalloc.reset_peak()
             self._traced_frames = tracemalloc.get_traceback_limit()
             self._before = tracemalloc.take_snapshot()

@@ -40,6 +40,17 @@ LEAK_STATES = [
     (verdicts.LEAKING, "Leaking"),
 ]
 
+#: The job under way in this thread: its ``ir_cron`` row as ``_acquire_one_job`` read it.
+RUNNING_JOB = contextvars.ContextVar("memory_hygiene_running_job", default=None)
+#: The columns of that row a run's plan reads.
+JOB_COLUMNS = (
+    "memory_profile",
+    "memory_profile_every",
+    "memory_profile_runs",
+    "memory_leak_state",
+    "memory_last_trace",
+)
+
 #: Longest error text stored on a run.
 MAX_ERROR_CHARS = 10_000
 #: Runs measured and not yet stored, per thread (a job makes at most 10 calls).
@@ -178,6 +189,18 @@ class IrCron(models.Model):
         self._memory_after_job()
         return result
 
+    @classmethod
+    def _run_job(cls, job):
+        """Every job: its ``ir_cron`` row (``SELECT *`` under its lock) tells each run how to be watched.
+
+        The plan of a run then costs no query: the addon's columns are in the row.
+        """
+        token = RUNNING_JOB.set(job)
+        try:
+            return super()._run_job(job)
+        finally:
+            RUNNING_JOB.reset(token)
+
     def _update_failure_count(self, job, status):
         """After each job, in the transaction that holds its lock: store its runs, refresh the verdict.
 
@@ -204,28 +227,37 @@ class IrCron(models.Model):
         """
         try:
             self.ensure_one()
-            cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
+            job = RUNNING_JOB.get()
+            if job is None or job.get("id") != self.id:
+                # 18.0's Run Manually: no job row; read the same columns from the record.
+                cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
+                job = {name: cron[name] for name in JOB_COLUMNS}
+                job["cron_name"] = cron.cron_name or cron.name
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
             trace = _profile_everything(icp) or (
-                cron.memory_profile and not cron.memory_profile_runs % max(cron.memory_profile_every, 1)
+                job["memory_profile"]
+                and not (job["memory_profile_runs"] or 0) % max(job["memory_profile_every"] or 1, 1)
             )
             auto = False
             if (
                 not trace
-                and cron.memory_leak_state == verdicts.SUSPECT
+                and job["memory_leak_state"] == verdicts.SUSPECT
                 and params.read(icp.get_param, params.AUTO_TRACE)
             ):
                 period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
-                last = cron.memory_last_trace
+                last = job["memory_last_trace"]
                 auto = trace = not last or last <= fields.Datetime.now() - period
             if not trace and not params.read(icp.get_param, params.ACCOUNTING):
                 return None
             plan = {
-                "cron_id": cron.id,
-                "name": cron.cron_name or cron.name,
+                "cron_id": self.id,
+                "name": job.get("cron_name") or self.sudo().cron_name,
                 "action_id": server_action_id,
                 "trace": bool(trace),
                 "auto": auto,
+                "state_before": job["memory_leak_state"],
+                # The per-action switch counts the runs (every Nth is traced).
+                "counted": bool(job["memory_profile"]),
             }
             if trace:
                 plan["frames"] = params.read(icp.get_param, params.PROFILE_FRAMES)
@@ -325,6 +357,8 @@ class IrCron(models.Model):
                 "charge": charge,
                 "profile": result,
                 "auto": plan["auto"],
+                "state_before": plan["state_before"],
+                "counted": plan["counted"],
                 "cache_size": probe["cache_size"],
                 "error": error_text,
             }
@@ -375,61 +409,88 @@ class IrCron(models.Model):
                 with compat.independent_cursor(self.env) as cr:
                     self.with_env(self.env(cr=cr))._memory_store(mine)
             else:
-                with self.env.cr.savepoint(flush=False):
-                    self._memory_store(mine)
+                self._memory_store(mine)
         except Exception:
             _logger.exception("Memory accounting: cannot store the runs of cron %s", self.ids)
 
     def _memory_store(self, rows):
-        """Insert the runs (one statement for the accounted ones) and refresh the verdict."""
-        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
-        host, pid = socket.gethostname(), os.getpid()
-        accounted, traced = [], False
-        for row in rows:
-            state = "failed" if row["error"] else "ok"
-            if row["profile"] is not None:
-                traced = True
-                Run._record(
-                    row["cron_id"],
-                    row["profile"],
-                    state=state,
-                    error=row["error"],
-                    record_cache_size=row["cache_size"],
-                    charge=row["charge"],
-                    auto=row["auto"],
-                )
-                continue
-            accounted.append(
-                {
-                    **memory_cron_run.accounted_values(row["charge"]),
-                    "cron_id": row["cron_id"],
-                    "start": row["started_at"],
-                    "state": state,
-                    "host": host,
-                    "pid": pid,
-                    "record_cache_size": row["cache_size"] or 0,
-                    "trace": "no",
-                    "error": row["error"],
-                }
-            )
-        Run._insert_accounted(accounted)
-        self._memory_update_verdict(traced)
+        """Insert the runs, refresh the verdict; in a savepoint: a failure never aborts the job's transaction.
 
-    def _memory_update_verdict(self, traced):
-        cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
+        This runs after every job of every scheduled action, so the cheap path
+        is one round trip: the savepoint, the ``INSERT`` of the accounted runs
+        and the query of the verdict's inputs are sent together. The savepoint
+        is not released (the job's commit does it: PostgreSQL keeps it until
+        then), and ``ir_cron`` is written only when something changed there.
+        """
+        cr = self.env.cr
+        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
         icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        Run = self.env["memory.cron.run"].sudo()  # idem
-        previous = cron.memory_leak_state
+        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        traced = any(row["profile"] is not None for row in rows)
+        # Built before anything is sent: a failure here leaves the transaction untouched.
+        accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
+        queries = [] if traced else [("SAVEPOINT memory_hygiene_runs", [])]
+        if accounted:
+            queries.append(Run._insert_accounted_query(accounted))
+        queries.append(Run._verdict_inputs_query(self.id, window))
+        if traced:
+            cr.execute("SAVEPOINT memory_hygiene_runs")
+        try:
+            if traced:
+                self._memory_record_traced([row for row in rows if row["profile"] is not None])
+                self.env.flush_all()  # the ORM's rows before the SQL that reads them
+            cr.execute("; ".join(sql for sql, _params in queries), [p for _sql, ps in queries for p in ps])
+            inputs = Run._verdict_inputs_parse(cr.fetchall())
+            self._memory_update_verdict(inputs, rows[0], traced)
+        except Exception:
+            cr.execute("ROLLBACK TO SAVEPOINT memory_hygiene_runs")
+            raise
+
+    def _memory_record_traced(self, rows):
+        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
+        for row in rows:
+            Run._record(
+                row["cron_id"],
+                row["profile"],
+                state="failed" if row["error"] else "ok",
+                error=row["error"],
+                record_cache_size=row["cache_size"],
+                charge=row["charge"],
+                auto=row["auto"],
+            )
+
+    def _memory_accounted_values(self, rows):
+        host, pid = socket.gethostname(), os.getpid()
+        return [
+            {
+                **memory_cron_run.accounted_values(row["charge"]),
+                "cron_id": row["cron_id"],
+                "start": row["started_at"],
+                "state": "failed" if row["error"] else "ok",
+                "host": host,
+                "pid": pid,
+                "record_cache_size": row["cache_size"] or 0,
+                "trace": "no",
+                "error": row["error"],
+            }
+            for row in rows
+        ]
+
+    def _memory_update_verdict(self, inputs, job_row, traced):
+        """Judge from ``inputs`` (``memory.cron.run._verdict_inputs``); write ``ir_cron`` if it changed."""
+        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
         window = params.read(icp.get_param, params.PROFILE_WINDOW)
         threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
         period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
-        ids, growth = Run._last_growth(cron.id, window)
-        trace = Run._last_trace(cron.id)
+        ids, growth, trace = inputs
         traced_mb = None
         # A trace is evidence while it is among the window's runs or younger than the trace period.
         if trace and ((ids and trace[0] >= ids[0]) or trace[1] >= fields.Datetime.now() - period):
             traced_mb = trace[2]
         verdict = verdicts.leak_verdict(growth, window, threshold, traced_mb=traced_mb)
+        previous = job_row["state_before"]
+        if verdict.state == previous and not traced and not job_row["counted"]:
+            return  # the reason keeps the figures of the last change
         # SQL: no write_date, and no ir.cron.write() lock dance on a row this transaction holds.
         self.env.cr.execute(
             """
@@ -441,14 +502,14 @@ class IrCron(models.Model):
                    memory_last_trace = CASE WHEN %s THEN (now() AT TIME ZONE 'UTC') ELSE memory_last_trace END
              WHERE id = %s
             """,
-            [verdict.state, verdict.reason, traced, cron.id],
+            [verdict.state, verdict.reason, traced, self.id],
         )
         self.invalidate_recordset(
             ["memory_leak_state", "memory_leak_reason", "memory_profile_runs", "memory_last_trace"]
         )
         if verdict.state != previous and verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
             _logger.warning(
-                "Cron %r (%s) memory: %s, %s", cron.cron_name, cron.id, verdict.state, verdict.reason
+                "Cron %r (%s) memory: %s, %s", job_row["name"], self.id, verdict.state, verdict.reason
             )
 
     # ------------------------------------------------------------------

@@ -138,10 +138,14 @@ class MemoryCronRun(models.Model):
     @api.model
     def _insert_accounted(self, rows):
         """Insert accounted runs (dicts with :data:`ACCOUNTED_COLUMNS`) in one statement: the cheap path."""
-        if not rows:
-            return
+        if rows:
+            self.env.cr.execute(*self._insert_accounted_query(rows))
+
+    @api.model
+    def _insert_accounted_query(self, rows):
+        """``(sql, params)`` of :meth:`_insert_accounted`, for a caller that sends it with more."""
         values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
-        self.env.cr.execute(
+        return (
             f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
             [row.get(column) for row in rows for column in ACCOUNTED_COLUMNS],
         )
@@ -206,35 +210,46 @@ class MemoryCronRun(models.Model):
         return run
 
     @api.model
-    def _last_growth(self, cron_id, limit):
-        """``(ids, growth_mb)`` of the last ``limit`` runs of a cron, oldest first."""
-        self.env.cr.execute(
-            """
-            SELECT id, growth_mb
-              FROM memory_cron_run
-             WHERE cron_id = %s
-          ORDER BY start DESC, id DESC
-             LIMIT %s
-            """,
-            [cron_id, limit],
-        )
-        rows = self.env.cr.fetchall()[::-1]
-        return [row[0] for row in rows], [row[1] or 0.0 for row in rows]
+    def _verdict_inputs(self, cron_id, limit):
+        """What a verdict is made of, in one query: ``(ids, growth_mb, trace)``.
+
+        ``ids`` and ``growth_mb``: the last ``limit`` runs of the cron, oldest
+        first; ``trace``: ``(id, start, traced_growth_mb)`` of its latest traced
+        run that is data (not interrupted), or None.
+        """
+        self.env.cr.execute(*self._verdict_inputs_query(cron_id, limit))
+        return self._verdict_inputs_parse(self.env.cr.fetchall())
 
     @api.model
-    def _last_trace(self, cron_id):
-        """``(id, start, traced_growth_mb)`` of the cron's latest traced run that is data, or None."""
-        self.env.cr.execute(
+    def _verdict_inputs_query(self, cron_id, limit):
+        """``(sql, params)`` of :meth:`_verdict_inputs`, for a caller that sends it with more."""
+        return (
             """
-            SELECT id, start, traced_growth_mb
-              FROM memory_cron_run
-             WHERE cron_id = %s AND trace = 'traced'
-          ORDER BY start DESC, id DESC
-             LIMIT 1
+            (SELECT 'run', id, start, growth_mb
+               FROM memory_cron_run
+              WHERE cron_id = %s
+           ORDER BY start DESC, id DESC
+              LIMIT %s)
+            UNION ALL
+            (SELECT 'trace', id, start, traced_growth_mb
+               FROM memory_cron_run
+              WHERE cron_id = %s AND trace = 'traced'
+           ORDER BY start DESC, id DESC
+              LIMIT 1)
             """,
-            [cron_id],
+            [cron_id, limit, cron_id],
         )
-        return self.env.cr.fetchone()
+
+    @api.model
+    def _verdict_inputs_parse(self, fetched):
+        runs, trace = [], None
+        for kind, run_id, start, figure in fetched:
+            if kind == "run":
+                runs.append((run_id, figure or 0.0))
+            else:
+                trace = (run_id, start, figure or 0.0)
+        runs.reverse()
+        return [run[0] for run in runs], [run[1] for run in runs], trace
 
     @api.model
     def _growth_by_cron(self, since):

@@ -9,7 +9,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
 from odoo.addons.memory_hygiene import compat
-from odoo.addons.memory_hygiene.core import leakprof, params
+from odoo.addons.memory_hygiene.core import accounting, leakprof, params
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
 
 from ..models import test_memory_leak_job as jobs
@@ -215,16 +215,20 @@ class TestLeakProfiler(ProfilerCase):
         self.assertGreater(self.runs(cron).record_cache_size, 0, "the probe job reads users")
 
     def test_profiler_failures_never_reach_the_job(self):
-        cron = self.make_job_cron("_job_probe", memory_profile=True)
+        traced = self.make_job_cron("_job_probe", memory_profile=True)
+        accounted = self.make_job_cron("_job_probe")
+        Run = type(self.env["memory.cron.run"])
         breakdowns = [
-            (leakprof.LeakProfile, "start", "cannot start"),
-            (leakprof.LeakProfile, "stop", "cannot measure"),
-            (type(self.env["memory.cron.run"]), "_record", "cannot store"),
-            (type(self.env["memory.cron.run"]), "_insert_accounted", "cannot store"),
-            (type(self.env["memory.cron.run"]), "_last_growth", "cannot store"),
+            (traced, leakprof.LeakProfile, "start", "cannot start"),
+            (traced, leakprof.LeakProfile, "stop", "cannot measure"),
+            (traced, Run, "_record", "cannot store"),
+            (traced, Run, "_verdict_inputs_parse", "cannot store"),
+            (accounted, accounting, "read", "cannot read before"),
+            (accounted, Run, "_insert_accounted_query", "cannot store"),
+            (accounted, Run, "_verdict_inputs_parse", "cannot store"),
         ]
-        for owner, method, message in breakdowns:
-            with self.subTest(method=method):
+        for cron, owner, method, message in breakdowns:
+            with self.subTest(method=method, traced=cron.memory_profile):
                 jobs.TRACING_SEEN.clear()
                 cron.lastcall = False
                 with (

@@ -8,7 +8,7 @@
     "author": "memory_hygiene developers",
     "license": "LGPL-3",
     "depends": ["base_setup", "mail"],
-    "external_dependencies": {"python": ["psutil", "pympler", "requests", "prometheus_client"]},
+    "external_dependencies": {"python": ["psutil", "pympler", "objgraph", "requests", "prometheus_client"]},
     "data": [
         "security/ir.model.access.csv",
         "data/ir_cron_data.xml",

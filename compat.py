@@ -323,6 +323,19 @@ def record_cache_size(env):
     return sum(len(values) for values in data.values())
 
 
+def registry_roots(registry):
+    """``{path: container}``: the registry-level objects a cron may fill (its ormcache LRUs), for holders.
+
+    Both series keep each LRU's entries in an ``OrderedDict`` (``lru.d``).
+    """
+    roots = {}
+    for name, lru in registry._Registry__caches.items():  # Odoo's own stats read this mapping too
+        entries = getattr(lru, "d", None)
+        if isinstance(entries, dict):
+            roots[f"registry ormcache {name!r}"] = entries
+    return roots
+
+
 def ormcache_entries(registry):
     """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
     return sum(len(cache) for cache in registry._Registry__caches.values())

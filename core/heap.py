@@ -24,7 +24,7 @@ import threading
 import time
 import tracemalloc
 
-from . import procmem
+from . import procmem, tracing
 
 _logger = logging.getLogger(__name__)
 
@@ -225,17 +225,18 @@ TRACE_MAX_BYTES = 512 * MIB
 class Tracer:
     """tracemalloc for the diagnostics page: start, snapshot, compare with the previous, stop.
 
-    Only stops tracing that it started itself, so that it never switches off
-    another user of tracemalloc (the cron-leak profiler) under its feet.
-    Tracing stops by itself after ``max_seconds`` or when the traced memory
-    passes ``max_bytes`` (a watchdog thread checks every ``interval`` seconds),
-    so a forgotten trace does not slow a worker for ever. The :class:`TracingBoard`
-    tells the other processes of the host that this one traces.
+    Tracing is leased from :mod:`core.tracing` (shared): "stop" releases this
+    tracer's lease only, so it never ends a profiled cron run's trace, and a
+    trace someone else started is left to them. The lease is released by itself
+    after ``max_seconds`` or when the traced memory passes ``max_bytes`` (a
+    watchdog thread checks every ``interval`` seconds), so a forgotten trace
+    does not slow a worker for ever. The :class:`TracingBoard` tells the other
+    processes of the host that this one traces.
     """
 
     def __init__(self, board=None, interval=1.0):
         self.previous = None
-        self.started_here = False
+        self.lease = None
         self.started_at = None
         self.until = None
         self.max_bytes = None
@@ -249,14 +250,27 @@ class Tracer:
     def tracing(self):
         return tracemalloc.is_tracing()
 
+    @property
+    def started_here(self):
+        return self.lease is not None
+
     def start(self, frames=1, max_seconds=TRACE_MAX_SECONDS, max_bytes=TRACE_MAX_BYTES):
         with self._lock:
-            if tracemalloc.is_tracing():
+            if self.lease is not None and self.lease.intact():
                 return (
                     f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s))."
                 )
-            tracemalloc.start(frames)
-            self.started_here, self.started_at, self.previous = True, time.time(), None
+            self._forget()
+            if tracing.foreign():
+                return (
+                    f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s)),"
+                    " started by something else."
+                )
+            shared = tracemalloc.is_tracing()
+            self.lease = tracing.acquire(frames)
+            if self.lease is None:
+                return "tracemalloc could not be started."
+            self.started_at, self.previous = time.time(), None
             self.until = self.started_at + max_seconds if max_seconds else None
             self.max_bytes = max_bytes or None
             self.stopped_because = None
@@ -273,6 +287,11 @@ class Tracer:
                     daemon=True,
                 )
                 watchdog.start()
+        if shared:
+            return (
+                f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s),"
+                " a profiled cron run): snapshots use that trace."
+            )
         limits = []
         if self.until:
             limits.append(f"after {max_seconds / 60:g} min")
@@ -307,7 +326,7 @@ class Tracer:
             with self._lock:
                 if stop_watch.is_set():
                     return
-                if not tracemalloc.is_tracing():  # stopped by someone else
+                if self.lease is None or not self.lease.intact():  # stopped by someone else
                     self._forget()
                     return
                 reason = self.over_limit()
@@ -325,6 +344,8 @@ class Tracer:
     def _snapshot(self, top_n, key_type):
         if not tracemalloc.is_tracing():
             return None
+        if self.lease is not None and not self.lease.intact():
+            self.previous = None  # our trace was stopped by someone else: the previous is another trace's
         snap = tracemalloc.take_snapshot().filter_traces(
             (
                 tracemalloc.Filter(False, tracemalloc.__file__),
@@ -347,31 +368,30 @@ class Tracer:
 
     def stop(self):
         with self._lock:
-            if not tracemalloc.is_tracing():
-                self._forget()
+            if self.lease is None:
+                if tracemalloc.is_tracing():
+                    return (
+                        "tracemalloc was started by something else in this process (the cron-leak profiler?):"
+                        " left on."
+                    )
                 return "tracemalloc is not tracing this process."
-            if not self.started_here:
-                return (
-                    "tracemalloc was started by something else in this process (the cron-leak profiler?):"
-                    " left on."
-                )
-            tracemalloc.stop()
             self._forget()
+            if tracemalloc.is_tracing():
+                return (
+                    "Diagnostics tracer released; tracemalloc stays on for its other user (a profiled run)."
+                )
             return "tracemalloc stopped; its memory and the previous snapshot are released."
 
     def _forget(self):
+        """Release the lease (if any), stop the watchdog, clear the board and this tracer's state."""
         if self._stop_watch is not None:
             self._stop_watch.set()
             self._stop_watch = None
-        if self.started_here and self.board is not None:
-            self.board.clear(os.getpid())
-        self.previous, self.started_here, self.started_at, self.until, self.max_bytes = (
-            None,
-            False,
-            None,
-            None,
-            None,
-        )
+        if self.lease is not None:
+            self.lease.release()
+            if self.board is not None:
+                self.board.clear(os.getpid())
+        self.lease, self.previous, self.started_at, self.until, self.max_bytes = None, None, None, None, None
 
 
 #: Which processes of this host trace (read by the page, written by each process's tracer).

@@ -23,14 +23,19 @@ the job.
 """
 
 import gc
+import logging
 import os
-import threading
 import time
 import tracemalloc
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psutil
+
+from . import holders as holders_mod
+from . import tracing
+
+_logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -41,16 +46,11 @@ DEFAULT_EXCLUDES = (
     "<frozen importlib._bootstrap>",
     "<frozen importlib._bootstrap_external>",
     "<unknown>",
+    tracing.__file__,
+    holders_mod.__file__,
 )
 
 _OWN_FILE = __file__
-
-# tracemalloc is process-wide: two profiled runs may overlap (threaded server,
-# several cron threads). The first session to start it stops it when the last
-# session ends, so that a run never sees tracing switched off under its feet.
-_lock = threading.Lock()
-_sessions = 0
-_we_started = False
 
 
 def format_size(size, sign=False):
@@ -162,13 +162,25 @@ class ProfileResult:
     traced_peak: int
     frames: int
     top: list = field(default_factory=list)
+    #: The trace was stopped or restarted by someone else during the run: no data.
+    interrupted: bool = False
+    #: What keeps the kept memory alive: dicts ``path, root, type, added`` (:mod:`core.holders`).
+    holders: list = field(default_factory=list)
 
     def log_lines(self):
         return [format_line(alloc) for alloc in self.top]
 
 
+class TracingBusy(RuntimeError):
+    """tracemalloc cannot be had for this run: someone else traces, or another run is traced."""
+
+
 class LeakProfile:
     """One profiled run: :meth:`start` before the job, :meth:`stop` after it.
+
+    Tracing is leased from :mod:`core.tracing`, exclusively: one profiled run
+    at a time per process, and never under someone else's trace
+    (:meth:`start` raises :class:`TracingBusy` then).
 
     :param frames: frames tracemalloc keeps per allocation when this session
         starts it (more frames: slower, same ``lineno`` grouping).
@@ -177,76 +189,111 @@ class LeakProfile:
         caller's own code).
     :param rss: ``() -> bytes``; default: this process's RSS.
     :param fds: ``() -> int | None``; default: this process's open fds.
+    :param holders: ``(min_bytes, roots)`` to look for what holds the kept
+        memory (:mod:`core.holders`) when the run kept at least ``min_bytes``;
+        ``roots() -> {path: object}`` gives registry-level roots. ``None``: no search.
     """
 
-    def __init__(self, frames=1, top_n=10, excludes=(), *, rss=None, fds=None, collect=gc.collect):
+    def __init__(
+        self,
+        frames=1,
+        top_n=10,
+        excludes=(),
+        *,
+        rss=None,
+        fds=None,
+        collect=gc.collect,
+        holders=None,
+    ):
         self.frames = max(int(frames), 1)
         self.top_n = max(int(top_n), 1)
         self.filters = build_filters(excludes)
         self._rss = rss or (lambda: psutil.Process().memory_info().rss)
         self._fds = fds or num_fds
         self._collect = collect
+        self._holders = holders is not None
+        self._holders_min, self._roots = holders or (0, dict)
         self._before = None
-        self._session = False
+        self._lease = None
 
     def start(self):
-        global _sessions, _we_started  # noqa: PLW0603 - tracemalloc is process-wide
-        with _lock:
-            if _sessions == 0 and not tracemalloc.is_tracing():
-                tracemalloc.start(self.frames)
-                _we_started = True
-            _sessions += 1
-            self._session = True
-        self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
-        self.rss_before = self._rss()
-        self.fds_before = self._fds()
-        tracemalloc.reset_peak()
-        self._traced_frames = tracemalloc.get_traceback_limit()
-        self._before = tracemalloc.take_snapshot()
-        self._clock = time.perf_counter()
+        # The roots are sized before tracing starts: the scan allocates, and costs more traced.
+        self._roots_before = holders_mod.root_sizes(self._roots()) if self._holders else None
+        self._lease = tracing.acquire(self.frames, exclusive=True)
+        if self._lease is None:
+            self._roots_before = None
+            raise TracingBusy("tracemalloc is in use by someone else or by another profiled run")
+        try:
+            self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+            self.rss_before = self._rss()
+            self.fds_before = self._fds()
+            tracemalloc.reset_peak()
+            self._traced_frames = tracemalloc.get_traceback_limit()
+            self._before = tracemalloc.take_snapshot()
+            self._clock = time.perf_counter()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def stop(self):
-        """Measure what the run left, end the session, and return a :class:`ProfileResult`."""
+        """Measure what the run left, end the session, and return a :class:`ProfileResult`.
+
+        A trace that someone else stopped or restarted during the run gives
+        a result with ``interrupted`` set and no figures from tracemalloc.
+        """
         try:
             duration = time.perf_counter() - self._clock
             rss_after = self._rss()
             self._collect()
-            after = tracemalloc.take_snapshot()
-            peak = tracemalloc.get_traced_memory()[1]
             rss_after_gc = self._rss()
             fds_after = self._fds()
+            figures = {
+                "started_at": self.started_at,
+                "duration": duration,
+                "rss_before": self.rss_before,
+                "rss_after": rss_after,
+                "rss_after_gc": rss_after_gc,
+                "fds_before": self.fds_before,
+                "fds_after": fds_after,
+                "frames": self._traced_frames,
+            }
+            if not self._lease.intact():
+                return ProfileResult(traced_growth=0, traced_peak=0, interrupted=True, **figures)
+            after = tracemalloc.take_snapshot()
+            peak = tracemalloc.get_traced_memory()[1]
             stats = after.filter_traces(self.filters).compare_to(
                 self._before.filter_traces(self.filters), "lineno"
             )
+            del after
+            growth = sum(stat.size_diff for stat in stats)
+            top = top_allocations(stats, self.top_n)
+            del stats
+            found = []
+            if self._holders and growth >= self._holders_min and self._lease.intact():
+                try:
+                    found = self._find_holders(top)
+                except Exception:  # the sites are data enough: the holders are a bonus
+                    _logger.exception("Leak profiler: cannot find what holds the kept memory")
             return ProfileResult(
-                started_at=self.started_at,
-                duration=duration,
-                rss_before=self.rss_before,
-                rss_after=rss_after,
-                rss_after_gc=rss_after_gc,
-                fds_before=self.fds_before,
-                fds_after=fds_after,
-                traced_growth=sum(stat.size_diff for stat in stats),
-                traced_peak=peak,
-                frames=self._traced_frames,
-                top=top_allocations(stats, self.top_n),
+                traced_growth=growth, traced_peak=peak, top=top, holders=found, interrupted=False, **figures
             )
         finally:
             self._before = None
+            self._roots_before = None
             self.close()
 
+    def _find_holders(self, top):
+        roots = self._roots()
+        found = holders_mod.grown_roots(self._roots_before, holders_mod.root_sizes(roots), roots)
+        if not found:
+            found = holders_mod.referrer_chains({(alloc["file"], alloc["line"]) for alloc in top[:3]})
+        return found
+
     def close(self):
-        """End the session without measuring (idempotent); stops tracing if we started it."""
-        global _sessions, _we_started  # noqa: PLW0603 - tracemalloc is process-wide
-        with _lock:
-            if not self._session:
-                return
-            self._session = False
-            _sessions -= 1
-            if _sessions == 0 and _we_started:
-                tracemalloc.stop()
-                _we_started = False
+        """End the session without measuring (idempotent); tracing stops with its last user."""
+        if self._lease is not None:
+            self._lease.release()
 
 
 def own_patterns(*paths):

@@ -68,6 +68,9 @@ PROFILE_TOP_N = PREFIX + "profile_top_n"
 PROFILE_WINDOW = PREFIX + "profile_window"
 LEAK_THRESHOLD = PREFIX + "leak_threshold"
 PROFILE_RETENTION_DAYS = PREFIX + "profile_retention_days"
+ACCOUNTING = PREFIX + "accounting"
+AUTO_TRACE = PREFIX + "auto_trace"
+TRACE_PERIOD_HOURS = PREFIX + "trace_period_hours"
 # Leak report.
 REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
 REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
@@ -96,6 +99,11 @@ PARAMS = {
         _p("profile_window", "Leak verdict window (runs)", int, 5, 2, 100),
         _p("leak_threshold", "Leak growth per run (MiB)", float, 0.5, 0.01, 1024 * 1024),
         _p("profile_retention_days", "Profiled run retention (days)", int, 30, 1, 3650),
+        _p("accounting", "Account every scheduled-action run", bool, True),
+        _p("auto_trace", "Trace suspect scheduled actions by themselves", bool, True),
+        _p(
+            "trace_period_hours", "At most one automatic trace per action every (hours)", int, 24, 1, 24 * 365
+        ),
         _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
         _p("report_webhook_url", "Leak report webhook URL", str, ""),
         _p("tracemalloc_max_minutes", "Diagnostics tracemalloc stops after (minutes)", int, 30, 1, 24 * 60),

@@ -59,6 +59,10 @@ ADVICE = {
         "Find what makes it grow: switch on 'Profile every cron until' for a day, and keep "
         "limit_memory_soft low enough that the worker is recycled before it swaps."
     ),
+    "growth": (
+        "What each scheduled action's runs grew the worker by (after minus before each run): the first "
+        "ones are where to look; a suspect one has its next run traced by itself."
+    ),
     "near_limit": (
         "It will be recycled after its current job: if this is its normal load, raise limit_memory_soft "
         "and limit_memory_hard (they compare the virtual size); otherwise find the growth."
@@ -72,7 +76,7 @@ ADVICE = {
 
 @dataclass
 class Finding:
-    kind: str  # process, cron, limit, recycles
+    kind: str  # process, cron, growth, limit, recycles
     severity: str  # leaking, suspect, warning, info
     title: str
     details: list = field(default_factory=list)
@@ -112,7 +116,7 @@ def cron_advice(state, top):
     return ADVICE["module_state"].format(site=f"{top[0]['file']}:{top[0]['line']}")
 
 
-def build_report(
+def build_report(  # noqa: PLR0913 - one keyword argument per section of the report
     database,
     generated_at,
     *,
@@ -122,11 +126,15 @@ def build_report(
     recycles=None,
     warn_share=90.0,
     notes=(),
+    growth=(),
 ):
     """Turn gathered figures into findings, each with one line of advice.
 
     :param processes: dicts ``host, pid, kind, growth_mb, hours, rss_mb`` (largest growth first).
-    :param crons: dicts ``id, name, state, reason, top`` (suspect or leaking ones).
+    :param crons: dicts ``id, name, state, reason, top`` (suspect or leaking ones), optionally
+        ``holders`` (paths of what keeps the memory) and ``growth_mb``/``share`` (last 24 h).
+    :param growth: dicts ``id, name, growth_mb, share, runs, fds_kept``: the growth charged to each
+        scheduled action over the report's period (MiB, % of the total); largest first.
     :param near_limit: dicts ``host, pid, kind, soft_limit_pct, vms_mb, rss_mb``.
     :param recycles: ``{host: count}``.
     :param notes: lines said once at the top (what could not be looked at).
@@ -142,8 +150,30 @@ def build_report(
                     f'Scheduled action "{cron["name"]}" (id {cron["id"]}): '
                     f"{cron.get('reason') or cron['state']}"
                 ),
-                details=[format_line(alloc) for alloc in top[:3]],
+                details=[format_line(alloc) for alloc in top[:3]]
+                + [f"held by {path}" for path in (cron.get("holders") or ())[:3]]
+                + (
+                    [f"charged {cron['growth_mb']:+.1f} MiB in 24 h ({cron.get('share') or 0:.0f} % of it)"]
+                    if cron.get("growth_mb") is not None
+                    else []
+                ),
                 advice=cron_advice(cron["state"], top),
+            )
+        )
+    growing = [row for row in growth if row["growth_mb"] > 0]
+    if growing:
+        total = sum(row["growth_mb"] for row in growing)
+        report.findings.append(
+            Finding(
+                kind="growth",
+                severity="info",
+                title=f"Scheduled actions were charged {total:+.1f} MiB of growth in 24 h",
+                details=[
+                    f'"{row["name"]}" (id {row["id"]}): {row["growth_mb"]:+.1f} MiB, {row["share"]:.0f} % '
+                    f"({row['runs']} runs{_fds_kept(row.get('fds_kept'))})"
+                    for row in growing[:10]
+                ],
+                advice=ADVICE["growth"],
             )
         )
     for proc in processes:
@@ -183,6 +213,10 @@ def build_report(
                 )
             )
     return report
+
+
+def _fds_kept(count):
+    return f", {count} files kept open" if count else ""
 
 
 def _summary(report):

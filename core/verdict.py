@@ -1,35 +1,32 @@
-"""Is a scheduled action leaking? A verdict from its last K profiled runs.
+"""Is a scheduled action leaking? A verdict from the growth charged to its own runs.
 
-The memory-leak article's rule: "If RSS grows monotonically, you have a leak.
-If it plateaus and bounces, you do not." Each profiled run gives two figures:
+Every run is accounted (``core/accounting.py``): it is charged with what grew
+*during* it, so crons interleaved in one worker do not blame each other. Some
+runs are also traced (tracemalloc, ``core/leakprof.py``): the trace says what
+Python memory the run kept after ``gc.collect()``. Over the last ``window``
+runs (oldest first), with ``threshold_mb`` the growth per run that counts:
 
-- ``rss_after_gc_mb``: the process's RSS once the run ended and ``gc.collect()``
-  ran: what the operating system sees;
-- ``traced_growth_mb``: what tracemalloc saw the run allocate and still hold
-  after the collection: what Python code kept.
+========== ===============================================================================
+unknown    fewer than ``window`` accounted runs
+leaking    every run grew, and a traced run of this action kept at least the threshold
+           (Python keeps it: the line and its holder are named), or every run grew by at
+           least the threshold while the trace shows Python keeps nothing (outside Python)
+suspect    every run grew, and no trace says why yet: the next run is traced; or the runs
+           together kept at least the threshold with no steady trend
+healthy    what the runs take they give back: the growth over the window is below the
+           threshold, or a trace shows the growing runs keep nothing while none of them
+           grew by the threshold
+========== ===============================================================================
 
-Over the last ``window`` runs (oldest first):
+Nothing reads the process's size: the figures are the runs' own.
 
-========== ============================================================================
-leaking    every run kept at least ``threshold_mb`` (traced), and RSS never fell back
-           by more than ``threshold_mb`` from one run to the next (monotonic)
-healthy    the runs together kept less than ``threshold_mb`` (traced: what they take
-           they give back), and RSS did not climb steadily (it plateaus or bounces)
-suspect    anything in between: growth in some runs only, RSS climbing while Python
-           keeps nothing (a C extension, fragmentation), or Python keeping memory
-           while RSS falls back (a cache that is trimmed)
-unknown    fewer than ``window`` runs
-========== ============================================================================
-
-RSS is not asked to *grow* for a leak, only not to fall back: the allocator
-reuses memory the process already holds, so a leak first shows in RSS once
-that free memory is used up, and tracemalloc sees it from the first run on.
-
-    >>> leaking = [(300 + i, 1.0) for i in range(5)]
-    >>> leak_verdict(leaking, window=5, threshold_mb=0.5).state
+    >>> leaking = [1.0] * 5
+    >>> leak_verdict(leaking, window=5, threshold_mb=0.5).state   # steady, not traced yet
+    'suspect'
+    >>> leak_verdict(leaking, window=5, threshold_mb=0.5, traced_mb=1.0).state
     'leaking'
-    >>> bouncing = [(300, 0.0), (310, 0.1), (301, -0.1), (309, 0.0), (300, 0.0)]
-    >>> leak_verdict(bouncing, window=5, threshold_mb=0.5).state
+    >>> churn = [0.01, -0.02, 0.0, 0.03, -0.01]
+    >>> leak_verdict(churn, window=5, threshold_mb=0.5).state
     'healthy'
     >>> leak_verdict(leaking[:4], window=5, threshold_mb=0.5).state
     'unknown'
@@ -51,41 +48,40 @@ class Verdict:
     reason: str
 
 
-def leak_verdict(runs, window, threshold_mb):
-    """The verdict over the last ``window`` of ``runs``.
+def leak_verdict(growth, window, threshold_mb, traced_mb=None):
+    """The verdict over the last ``window`` of ``growth``.
 
-    :param runs: ``(rss_after_gc_mb, traced_growth_mb)`` pairs, oldest first
-        (only the last ``window`` count).
+    :param growth: MiB charged to each accounted run, oldest first (only the
+        last ``window`` count).
     :param window: K, the number of runs a verdict needs (at least 2).
     :param threshold_mb: growth per run that counts as growth, in MiB (> 0).
+    :param traced_mb: Python memory kept by this action's latest valid traced
+        run that is still evidence (MiB), or ``None``: no such trace.
     """
     if window < 2:
         raise ValueError(f"window must be at least 2, got {window!r}")
     if threshold_mb <= 0:
         raise ValueError(f"threshold_mb must be positive, got {threshold_mb!r}")
-    runs = [(float(rss), float(traced)) for rss, traced in runs][-window:]
+    runs = [float(g) for g in growth][-window:]
     if len(runs) < window:
-        return Verdict(UNKNOWN, f"{len(runs)} of {window} profiled runs")
+        return Verdict(UNKNOWN, f"{len(runs)} of {window} accounted runs")
 
-    rss = [r for r, _t in runs]
-    traced = [t for _r, t in runs]
-    steps = [b - a for a, b in zip(rss, rss[1:], strict=False)]
-    rss_monotonic = all(step >= -threshold_mb for step in steps)
-    rss_net = rss[-1] - rss[0]
-    rss_climbs = rss_monotonic and rss_net >= threshold_mb * (window - 1)
-    traced_every_run = all(t >= threshold_mb for t in traced)
-    traced_total = sum(traced)
-    figures = (
-        f"traced {traced_total:+.1f} MiB over {window} runs "
-        f"(min {min(traced):+.2f} MiB/run), RSS after gc {rss_net:+.1f} MiB"
-    )
+    net = sum(runs)
+    # Every run grew, and by the threshold together: a few KiB per run is Odoo's own bookkeeping.
+    growing = all(g > 0 for g in runs) and net >= threshold_mb
+    steady = all(g >= threshold_mb for g in runs)
+    figures = f"charged {net:+.2f} MiB over {window} runs (min {min(runs):+.2f} MiB/run)"
+    if traced_mb is not None:
+        figures += f", the traced run kept {traced_mb:+.2f} MiB"
+    traced_kept = traced_mb is not None and traced_mb >= threshold_mb
+    traced_clean = traced_mb is not None and not traced_kept
 
-    if traced_every_run and rss_monotonic:
-        return Verdict(LEAKING, f"every run keeps memory and RSS never falls back: {figures}")
-    if traced_total < threshold_mb and not rss_climbs:
-        return Verdict(HEALTHY, f"memory plateaus or bounces: {figures}")
-    if rss_climbs and not traced_every_run:
-        return Verdict(SUSPECT, f"RSS climbs but Python code keeps little: {figures}")
-    if traced_every_run:
-        return Verdict(SUSPECT, f"every run keeps memory but RSS falls back: {figures}")
-    return Verdict(SUSPECT, f"some runs keep memory: {figures}")
+    if growing and traced_kept:
+        return Verdict(LEAKING, f"every run grows and the traced run keeps Python memory: {figures}")
+    if steady and traced_clean:
+        return Verdict(LEAKING, f"every run grows outside Python's heap (C extension?): {figures}")
+    if growing and traced_mb is None:
+        return Verdict(SUSPECT, f"every run grows; its next run is traced: {figures}")
+    if net < threshold_mb or (growing and traced_clean):
+        return Verdict(HEALTHY, f"what the runs take they give back: {figures}")
+    return Verdict(SUSPECT, f"the runs keep memory, not steadily: {figures}")

@@ -1,15 +1,19 @@
 import contextvars
 import logging
 import os
+import socket
+import threading
 import traceback
+from datetime import timedelta
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access, compat
-from ..core import leakprof, params
+from ..core import accounting, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
+from . import memory_cron_run
 
 _logger = logging.getLogger(__name__)
 
@@ -36,8 +40,31 @@ LEAK_STATES = [
     (verdicts.LEAKING, "Leaking"),
 ]
 
+#: The job under way in this thread: its ``ir_cron`` row as ``_acquire_one_job`` read it.
+RUNNING_JOB = contextvars.ContextVar("memory_hygiene_running_job", default=None)
+#: The columns of that row a run's plan reads.
+JOB_COLUMNS = (
+    "memory_profile",
+    "memory_profile_every",
+    "memory_profile_runs",
+    "memory_leak_state",
+    "memory_last_trace",
+)
+
 #: Longest error text stored on a run.
 MAX_ERROR_CHARS = 10_000
+#: Runs measured and not yet stored, per thread (a job makes at most 10 calls).
+MAX_PENDING_RUNS = 100
+
+_pending = threading.local()
+
+
+def _pending_runs():
+    """The runs measured in this thread that wait for the end of their job to be stored."""
+    rows = getattr(_pending, "rows", None)
+    if rows is None:
+        rows = _pending.rows = []
+    return rows
 
 
 class IrCron(models.Model):
@@ -69,12 +96,37 @@ class IrCron(models.Model):
         readonly=True,
         copy=False,
         index=True,
-        help="From the last profiled runs: leaking when every run keeps memory and RSS after gc never "
-        "falls back, healthy when memory plateaus or bounces, suspect in between.",
+        help="From the growth charged to the last runs of this action (never the process's size): suspect "
+        "when every run grows (its next run is then traced by itself), leaking when a traced run shows "
+        "what it keeps, healthy when what the runs take they give back.",
     )
     memory_leak_reason = fields.Char(string="Memory verdict", readonly=True, copy=False)
-    memory_run_ids = fields.One2many("memory.cron.run", "cron_id", string="Profiled runs", readonly=True)
+    memory_last_trace = fields.Datetime(
+        string="Last traced run",
+        readonly=True,
+        copy=False,
+        help="At most one automatic trace per trace period.",
+    )
+    memory_run_ids = fields.One2many("memory.cron.run", "cron_id", string="Accounted runs", readonly=True)
     memory_run_count = fields.Integer(string="Memory runs", compute="_compute_memory_run_count")
+    memory_growth_day_mb = fields.Float(
+        string="Growth per day (MiB)",
+        digits=(16, 2),
+        compute="_compute_memory_growth",
+        help="Growth charged to this action's runs over the last 24 hours.",
+    )
+    memory_growth_run_mb = fields.Float(
+        string="Growth per run (MiB)", digits=(16, 3), compute="_compute_memory_growth"
+    )
+    memory_growth_share = fields.Float(
+        string="Share of growth (%)",
+        digits=(16, 1),
+        compute="_compute_memory_growth",
+        help="This action's share of the growth charged to all scheduled actions over the last 24 hours.",
+    )
+    memory_fds_kept = fields.Integer(
+        string="Files kept open", compute="_compute_memory_growth", help="Over the last 24 hours."
+    )
 
     @api.depends("memory_run_ids")
     def _compute_memory_run_count(self):
@@ -83,6 +135,17 @@ class IrCron(models.Model):
         )
         for cron in self:
             cron.memory_run_count = counts.get(cron, 0)
+
+    def _compute_memory_growth(self):
+        since = fields.Datetime.now() - timedelta(days=1)
+        by_cron = self.env["memory.cron.run"].sudo()._growth_by_cron(since)  # figures, not records
+        shares = accounting.growth_shares({c: f["growth_mb"] for c, f in by_cron.items()})
+        for cron in self:
+            figures = by_cron.get(cron.id) or {"growth_mb": 0.0, "runs": 0, "fds_kept": 0}
+            cron.memory_growth_day_mb = figures["growth_mb"]
+            cron.memory_growth_run_mb = figures["growth_mb"] / figures["runs"] if figures["runs"] else 0.0
+            cron.memory_growth_share = shares.get(cron.id, 0.0)
+            cron.memory_fds_kept = figures["fds_kept"]
 
     @api.constrains("memory_profile_every")
     def _check_memory_profile_every(self):
@@ -96,87 +159,148 @@ class IrCron(models.Model):
                 )
 
     # ------------------------------------------------------------------
-    # Profiled runs
+    # Accounted (and traced) runs
     # ------------------------------------------------------------------
 
     def _callback(self, cron_name, server_action_id):
-        """Every run of a scheduled action (both series; 19.0's "Run Manually" too)."""
-        plan = self._memory_profile_plan()
+        """Every run of a scheduled action (both series; 19.0's "Run Manually" too; each of a job's calls)."""
+        plan = self._memory_run_plan(server_action_id)
         if plan is None:
             return super()._callback(cron_name, server_action_id)
         # What the run's transaction holds until it ends is not what the run keeps: measure after it.
         plan["after_transaction"] = True
-        return self._memory_profiled(plan, server_action_id, super()._callback, cron_name, server_action_id)
+        return self._memory_run(plan, super()._callback, cron_name, server_action_id)
 
     def method_direct_trigger(self):
-        """18.0's "Run Manually" runs the server action without ``_callback``: profile it here.
+        """18.0's "Run Manually" runs the server action without ``_callback``: account it here.
 
         Settings admins only, like Odoo's own (which needs write access to
         ``ir.cron``, granted to Settings admins alone): checked on both series,
-        before the profiler reads its settings or counts the run.
+        before the accounting reads its settings or counts the run.
         """
         access.check_admin(self.env)
         if not compat.RUN_MANUALLY_SKIPS_CALLBACK:
             return super().method_direct_trigger()
         self.ensure_one()
-        plan = self._memory_profile_plan()
+        plan = self._memory_run_plan(self.ir_actions_server_id.id)
         if plan is None:
-            result = super().method_direct_trigger()
-        else:
-            result = self._memory_profiled(plan, self.ir_actions_server_id.id, super().method_direct_trigger)
-        # This cursor holds the job's lock (_try_lock): the place to count the run.
+            return super().method_direct_trigger()
+        try:
+            result = self._memory_run(plan, super().method_direct_trigger)
+        except Exception:
+            # The request's transaction is rolled back: the run is stored in one of its own.
+            self._memory_after_job(independent=True)
+            raise
+        # This cursor holds the job's lock (_try_lock): the place to store the run.
         self._memory_after_job()
         return result
 
+    @classmethod
+    def _run_job(cls, job):
+        """Every job: its ``ir_cron`` row (``SELECT *`` under its lock) tells each run how to be watched.
+
+        The plan of a run then costs no query: the addon's columns are in the row.
+        """
+        token = RUNNING_JOB.set(job)
+        try:
+            return super()._run_job(job)
+        finally:
+            RUNNING_JOB.reset(token)
+
     def _update_failure_count(self, job, status):
-        """After each job, in the transaction that holds its lock: count the run, refresh the verdict.
+        """After each job, in the transaction that holds its lock: store its runs, refresh the verdict.
 
         The job's row in ``ir_cron`` is locked (``FOR NO KEY UPDATE``) by the
         cron worker's cursor for the whole job: neither the job's cursor nor
-        the profiler's own transaction may write it without waiting on that
-        lock forever. Odoo writes the job's own row here, on both series.
+        another transaction may write it without waiting on that lock forever.
+        Odoo writes the job's own row here and commits right after, on both
+        series, whatever the job did: the runs' rows ride on that commit (no
+        transaction of their own, so accounting costs one INSERT per job), and
+        a failed run, whose own transaction was rolled back, is stored too.
         """
         result = super()._update_failure_count(job, status)
         self.browse(job["id"])._memory_after_job()
         return result
 
-    def _memory_profile_plan(self):
-        """The profiler's settings for a run of this action now, or ``None``: run unprofiled.
+    def _memory_run_plan(self, server_action_id):
+        """How to watch a run of this action now: a dict, or ``None``: run it as if the addon were not there.
 
-        Never raises: a profiler that cannot decide lets the job run as usual.
+        Every run is accounted unless ``memory_hygiene.accounting`` is off;
+        it is traced when switched on by hand (this action every Nth run, or
+        every action until a date), or by itself when the action is suspect
+        and was not traced within the trace period. Never raises: a profiler
+        that cannot decide lets the job run as usual.
         """
         try:
             self.ensure_one()
-            cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
+            job = RUNNING_JOB.get()
+            if job is None or job.get("id") != self.id:
+                # 18.0's Run Manually: no job row; read the same columns from the record.
+                cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
+                job = {name: cron[name] for name in JOB_COLUMNS}
+                job["cron_name"] = cron.cron_name or cron.name
             icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = _profile_everything(icp)
-            if not globally:
-                if not cron.memory_profile:
-                    return None
-                if cron.memory_profile_runs % max(cron.memory_profile_every, 1):
-                    return None
-            return {
-                "cron_id": cron.id,
-                "name": cron.cron_name or cron.name,
-                "frames": params.read(icp.get_param, params.PROFILE_FRAMES),
-                "top_n": params.read(icp.get_param, params.PROFILE_TOP_N),
+            trace = _profile_everything(icp) or (
+                job["memory_profile"]
+                and not (job["memory_profile_runs"] or 0) % max(job["memory_profile_every"] or 1, 1)
+            )
+            auto = False
+            if (
+                not trace
+                and job["memory_leak_state"] == verdicts.SUSPECT
+                and params.read(icp.get_param, params.AUTO_TRACE)
+            ):
+                period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+                last = job["memory_last_trace"]
+                auto = trace = not last or last <= fields.Datetime.now() - period
+            if not trace and not params.read(icp.get_param, params.ACCOUNTING):
+                return None
+            plan = {
+                "cron_id": self.id,
+                "name": job.get("cron_name") or self.sudo().cron_name,
+                "action_id": server_action_id,
+                "trace": bool(trace),
+                "auto": auto,
+                "state_before": job["memory_leak_state"],
+                # The per-action switch counts the runs (every Nth is traced).
+                "counted": bool(job["memory_profile"]),
             }
+            if trace:
+                plan["frames"] = params.read(icp.get_param, params.PROFILE_FRAMES)
+                plan["top_n"] = params.read(icp.get_param, params.PROFILE_TOP_N)
+                plan["holders_min"] = int(params.read(icp.get_param, params.LEAK_THRESHOLD) * MIB)
+            return plan
         except Exception:
             _logger.exception(
-                "Memory profiler: cannot tell whether to profile cron %s; it runs unprofiled", self.ids
+                "Memory accounting: cannot tell how to watch cron %s; it runs unwatched", self.ids
             )
             return None
 
-    def _memory_profiled(self, plan, server_action_id, run, *args):
-        """Run ``run(*args)`` under the profiler; its result or exception is the job's, unchanged."""
+    def _memory_run(self, plan, run, *args):
+        """Run ``run(*args)``, accounted (and traced); its result or exception is the job's, unchanged."""
+        profile = None
+        if plan["trace"]:
+            try:
+                profile = leakprof.LeakProfile(
+                    plan["frames"],
+                    plan["top_n"],
+                    OWN_PATTERNS,
+                    holders=(plan["holders_min"], lambda: compat.registry_roots(self.env.registry)),
+                ).start()
+            except leakprof.TracingBusy:
+                _logger.info(
+                    "Memory profiler: tracemalloc is busy; cron %s's run is only accounted", plan["cron_id"]
+                )
+            except Exception:
+                _logger.exception(
+                    "Memory profiler: cannot start for cron %s; it runs untraced", plan["cron_id"]
+                )
         try:
-            profile = leakprof.LeakProfile(plan["frames"], plan["top_n"], OWN_PATTERNS).start()
+            before = accounting.read()
         except Exception:
-            _logger.exception(
-                "Memory profiler: cannot start for cron %s; it runs unprofiled", plan["cron_id"]
-            )
-            return run(*args)
-        probe = {"action_id": server_action_id, "cache_size": None}
+            _logger.exception("Memory accounting: cannot read before cron %s's run", plan["cron_id"])
+            before = None
+        probe = {"action_id": plan["action_id"], "cache_size": None}
         token = ACTIVE_PROFILE.set(probe)
         error = None
         try:
@@ -186,35 +310,78 @@ class IrCron(models.Model):
             raise
         finally:
             ACTIVE_PROFILE.reset(token)
-            self._memory_profile_finish(plan, profile, probe, error)
+            self._memory_run_finish(plan, before, profile, probe, error)
 
-    def _memory_profile_finish(self, plan, profile, probe, error):
-        """Store the profile now, or once the run's transaction has ended (18.0 scheduled runs)."""
+    def _memory_run_finish(self, plan, before, profile, probe, error):
+        """Measure now, or once the run's transaction has ended (18.0 scheduled runs)."""
         try:
             if plan.get("after_transaction") and compat.after_run_transaction(
-                self.env.cr, lambda: self._memory_profile_store(plan, profile, probe, error)
+                self.env.cr, lambda: self._memory_run_measure(plan, before, profile, probe, error)
             ):
                 return
         except Exception:
-            _logger.exception("Memory profiler: cannot wait for the end of cron %s's run", plan["cron_id"])
-        self._memory_profile_store(plan, profile, probe, error)
+            _logger.exception("Memory accounting: cannot wait for the end of cron %s's run", plan["cron_id"])
+        self._memory_run_measure(plan, before, profile, probe, error)
 
-    def _memory_profile_store(self, plan, profile, probe, error):
-        """Measure, log and store the run in its own transaction. Never raises."""
+    def _memory_run_measure(self, plan, before, profile, probe, error):
+        """Read the run's figures and keep them for :meth:`_memory_after_job`. Never raises."""
         try:
             if error is None:  # a failed run's transaction is rolled back: nothing to release
                 compat.release_run_cache(self.env)
         except Exception:
             _logger.exception(
-                "Memory profiler: cannot empty the record cache of cron %s's run", plan["cron_id"]
+                "Memory accounting: cannot empty the record cache of cron %s's run", plan["cron_id"]
             )
+        charge = None
         try:
-            result = profile.stop()
+            if before is not None:
+                # Before the profile stops: its gc.collect() would credit the run with others' garbage.
+                charge = accounting.charge(before, accounting.read())
         except Exception:
-            _logger.exception("Memory profiler: cannot measure the run of cron %s", plan["cron_id"])
-            profile.close()
+            _logger.exception("Memory accounting: cannot read after cron %s's run", plan["cron_id"])
+        result = None
+        if profile is not None:
+            try:
+                result = profile.stop()
+            except Exception:
+                _logger.exception("Memory profiler: cannot measure the run of cron %s", plan["cron_id"])
+                profile.close()
+        if charge is None and result is None:
             return
+        error_text = None
+        if error is not None:
+            error_text = "".join(traceback.format_exception(error))[-MAX_ERROR_CHARS:]
+        rows = _pending_runs()
+        if len(rows) >= MAX_PENDING_RUNS:
+            _logger.warning("Memory accounting: %s runs never reached the end of a job; dropped", len(rows))
+            rows.clear()
+        rows.append(
+            {
+                "cron_id": plan["cron_id"],
+                "name": plan["name"],
+                "started_at": fields.Datetime.now(),
+                "charge": charge,
+                "profile": result,
+                "auto": plan["auto"],
+                "state_before": plan["state_before"],
+                "counted": plan["counted"],
+                "cache_size": probe["cache_size"],
+                "error": error_text,
+            }
+        )
+        if result is not None:
+            self._memory_log_trace(plan, result)
+
+    def _memory_log_trace(self, plan, result):
         try:
+            if result.interrupted:
+                _logger.warning(
+                    "Job %r (%s) memory: the trace was stopped or restarted by someone else during the run;"
+                    " stored as interrupted",
+                    plan["name"],
+                    plan["cron_id"],
+                )
+                return
             _logger.info(
                 "Job %r (%s) memory: RSS %.1f -> %.1f MiB, %.1f MiB after gc; traced %+.2f MiB; fds %s -> %s",
                 plan["name"],
@@ -228,62 +395,128 @@ class IrCron(models.Model):
             )
             for line in result.log_lines():
                 _logger.info("%s", line)
-            error_text = None
-            if error is not None:
-                error_text = "".join(traceback.format_exception(error))[-MAX_ERROR_CHARS:]
-            with compat.independent_cursor(self.env) as cr:
-                # The profile is the profiler's own record, whoever the action runs as.
-                env = api.Environment(cr, SUPERUSER_ID, {})
-                env["memory.cron.run"]._record(
-                    plan["cron_id"],
-                    result,
-                    state="failed" if error is not None else "ok",
-                    error=error_text,
-                    record_cache_size=probe["cache_size"],
-                )
+            for holder in result.holders:
+                _logger.info("held by %s", holder["path"])
         except Exception:
-            _logger.exception("Memory profiler: cannot store the run of cron %s", plan["cron_id"])
+            _logger.exception("Memory profiler: cannot log the run of cron %s", plan["cron_id"])
 
-    def _memory_after_job(self):
-        """Count the run and refresh the leak verdict of this cron. Never raises.
+    def _memory_after_job(self, independent=False):
+        """Store the job's runs of this action, then refresh its verdict. Never raises.
 
-        Called on the cursor that holds the job's lock. The runs were committed
-        by their own transactions, after this one began: they are read through
-        a new cursor (this transaction's snapshot does not show them).
+        :param independent: store in a transaction of its own (the caller's is rolled back).
         """
         try:
-            self.ensure_one()
-            cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
-            icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            globally = _profile_everything(icp)
-            if not (cron.memory_profile or globally):
+            rows = _pending_runs()
+            mine = [row for row in rows if row["cron_id"] in self.ids]
+            if not mine:
                 return
-            previous = cron.memory_leak_state
-            window = params.read(icp.get_param, params.PROFILE_WINDOW)
-            threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
-            with compat.independent_cursor(self.env) as cr:
-                runs = api.Environment(cr, SUPERUSER_ID, {})["memory.cron.run"]._last_runs(cron.id, window)
-            verdict = verdicts.leak_verdict(runs, window, threshold)
-            with self.env.cr.savepoint(flush=False):
-                # SQL: no write_date, and no ir.cron.write() lock dance on a row this transaction holds.
-                self.env.cr.execute(
-                    """
-                    UPDATE ir_cron
-                       SET memory_leak_state = %s,
-                           memory_leak_reason = %s,
-                           memory_profile_runs = COALESCE(memory_profile_runs, 0)
-                                                + (CASE WHEN memory_profile THEN 1 ELSE 0 END)
-                     WHERE id = %s
-                    """,
-                    [verdict.state, verdict.reason, cron.id],
-                )
-            self.invalidate_recordset(["memory_leak_state", "memory_leak_reason", "memory_profile_runs"])
-            if verdict.state != previous and verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
-                _logger.warning(
-                    "Cron %r (%s) memory: %s, %s", cron.cron_name, cron.id, verdict.state, verdict.reason
-                )
+            rows[:] = [row for row in rows if row["cron_id"] not in self.ids]
+            if independent:
+                with compat.independent_cursor(self.env) as cr:
+                    self.with_env(self.env(cr=cr))._memory_store(mine)
+            else:
+                self._memory_store(mine)
         except Exception:
-            _logger.exception("Memory profiler: cannot update the verdict of cron %s", self.ids)
+            _logger.exception("Memory accounting: cannot store the runs of cron %s", self.ids)
+
+    def _memory_store(self, rows):
+        """Insert the runs, refresh the verdict; in a savepoint: a failure never aborts the job's transaction.
+
+        This runs after every job of every scheduled action, so the cheap path
+        is one round trip: the savepoint, the ``INSERT`` of the accounted runs
+        and the query of the verdict's inputs are sent together. The savepoint
+        is not released (the job's commit does it: PostgreSQL keeps it until
+        then), and ``ir_cron`` is written only when something changed there.
+        """
+        cr = self.env.cr
+        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
+        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
+        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        traced = any(row["profile"] is not None for row in rows)
+        # Built before anything is sent: a failure here leaves the transaction untouched.
+        accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
+        queries = [] if traced else [("SAVEPOINT memory_hygiene_runs", [])]
+        if accounted:
+            queries.append(Run._insert_accounted_query(accounted))
+        queries.append(Run._verdict_inputs_query(self.id, window))
+        if traced:
+            cr.execute("SAVEPOINT memory_hygiene_runs")
+        try:
+            if traced:
+                self._memory_record_traced([row for row in rows if row["profile"] is not None])
+                self.env.flush_all()  # the ORM's rows before the SQL that reads them
+            cr.execute("; ".join(sql for sql, _params in queries), [p for _sql, ps in queries for p in ps])
+            inputs = Run._verdict_inputs_parse(cr.fetchall())
+            self._memory_update_verdict(inputs, rows[0], traced)
+        except Exception:
+            cr.execute("ROLLBACK TO SAVEPOINT memory_hygiene_runs")
+            raise
+
+    def _memory_record_traced(self, rows):
+        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
+        for row in rows:
+            Run._record(
+                row["cron_id"],
+                row["profile"],
+                state="failed" if row["error"] else "ok",
+                error=row["error"],
+                record_cache_size=row["cache_size"],
+                charge=row["charge"],
+                auto=row["auto"],
+            )
+
+    def _memory_accounted_values(self, rows):
+        host, pid = socket.gethostname(), os.getpid()
+        return [
+            {
+                **memory_cron_run.accounted_values(row["charge"]),
+                "cron_id": row["cron_id"],
+                "start": row["started_at"],
+                "state": "failed" if row["error"] else "ok",
+                "host": host,
+                "pid": pid,
+                "record_cache_size": row["cache_size"] or 0,
+                "trace": "no",
+                "error": row["error"],
+            }
+            for row in rows
+        ]
+
+    def _memory_update_verdict(self, inputs, job_row, traced):
+        """Judge from ``inputs`` (``memory.cron.run._verdict_inputs``); write ``ir_cron`` if it changed."""
+        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
+        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
+        period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+        ids, growth, trace = inputs
+        traced_mb = None
+        # A trace is evidence while it is among the window's runs or younger than the trace period.
+        if trace and ((ids and trace[0] >= ids[0]) or trace[1] >= fields.Datetime.now() - period):
+            traced_mb = trace[2]
+        verdict = verdicts.leak_verdict(growth, window, threshold, traced_mb=traced_mb)
+        previous = job_row["state_before"]
+        if verdict.state == previous and not traced and not job_row["counted"]:
+            return  # the reason keeps the figures of the last change
+        # SQL: no write_date, and no ir.cron.write() lock dance on a row this transaction holds.
+        self.env.cr.execute(
+            """
+            UPDATE ir_cron
+               SET memory_leak_state = %s,
+                   memory_leak_reason = %s,
+                   memory_profile_runs = COALESCE(memory_profile_runs, 0)
+                                        + (CASE WHEN memory_profile THEN 1 ELSE 0 END),
+                   memory_last_trace = CASE WHEN %s THEN (now() AT TIME ZONE 'UTC') ELSE memory_last_trace END
+             WHERE id = %s
+            """,
+            [verdict.state, verdict.reason, traced, self.id],
+        )
+        self.invalidate_recordset(
+            ["memory_leak_state", "memory_leak_reason", "memory_profile_runs", "memory_last_trace"]
+        )
+        if verdict.state != previous and verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
+            _logger.warning(
+                "Cron %r (%s) memory: %s, %s", job_row["name"], self.id, verdict.state, verdict.reason
+            )
 
     # ------------------------------------------------------------------
     # Buttons

@@ -7,17 +7,43 @@ from .. import access, compat
 from ..core import params
 from ..core.leakprof import MIB
 
+#: Columns of an accounted run, in the order of :meth:`MemoryCronRun._insert_accounted`.
+ACCOUNTED_COLUMNS = (
+    "cron_id",
+    "start",
+    "duration",
+    "cpu_time",
+    "state",
+    "host",
+    "pid",
+    "rss_before_mb",
+    "rss_after_mb",
+    "rss_growth_mb",
+    "vms_before_mb",
+    "vms_after_mb",
+    "heap_growth_mb",
+    "blocks_growth",
+    "growth_mb",
+    "fds_before",
+    "fds_after",
+    "fds_kept",
+    "record_cache_size",
+    "trace",
+    "error",
+)
+
 
 class MemoryCronRun(models.Model):
-    """One profiled run of a scheduled action: what it left behind in memory.
+    """One run of a scheduled action: what it was charged with, and when traced, what it kept.
 
-    Written by the profiler (``models/ir_cron.py``) in a transaction of its
-    own, so a run that failed and rolled back still leaves its profile. Lean
-    like Odoo's own log models: no access log columns, big texts not prefetched.
+    Every run is accounted (``models/ir_cron.py``); one compact row each,
+    written in the transaction that ends the job (see ``_memory_after_job``).
+    Lean like Odoo's own log models: no access log columns, big texts not
+    prefetched, purged by the autovacuum in bounded chunks.
     """
 
     _name = "memory.cron.run"
-    _description = "Profiled scheduled-action run"
+    _description = "Scheduled-action run (memory)"
     _log_access = False
     _order = "start desc, id desc"
     _rec_name = "cron_id"
@@ -30,6 +56,37 @@ class MemoryCronRun(models.Model):
     state = fields.Selection(
         [("ok", "Done"), ("failed", "Failed")], required=True, default="ok", readonly=True
     )
+    trace = fields.Selection(
+        [("no", "Accounted"), ("traced", "Traced"), ("interrupted", "Trace interrupted")],
+        required=True,
+        default="no",
+        readonly=True,
+        index=True,
+        help="Traced: tracemalloc ran around the run (sites and holders below). Interrupted: someone "
+        "else stopped or restarted tracemalloc during the run, so its trace is no data.",
+    )
+    auto_traced = fields.Boolean(
+        string="Traced by itself", readonly=True, help="Traced because the action was suspect."
+    )
+    cpu_time = fields.Float(string="CPU (s)", digits=(16, 3), readonly=True, aggregator="avg")
+    growth_mb = fields.Float(
+        string="Charged growth (MiB)",
+        digits=(16, 3),
+        readonly=True,
+        help="What grew during the run (after minus before): bytes in use in the C heap plus Python's "
+        "small-object blocks, or RSS where the C library cannot tell. The verdict is made of it.",
+    )
+    heap_growth_mb = fields.Float(string="Heap growth (MiB)", digits=(16, 3), readonly=True)
+    blocks_growth = fields.Integer(string="Python blocks kept", readonly=True)
+    vms_before_mb = fields.Float(string="VMS before (MiB)", digits=(16, 1), readonly=True, aggregator="avg")
+    vms_after_mb = fields.Float(string="VMS after (MiB)", digits=(16, 1), readonly=True, aggregator="avg")
+    fds_kept = fields.Integer(string="Files kept open", readonly=True)
+    holder = fields.Char(
+        string="Held by",
+        readonly=True,
+        help="What keeps the kept memory alive: a module global, class attribute or registry-level object.",
+    )
+    holders_text = fields.Text(string="Holders", readonly=True, prefetch=False)
     host = fields.Char(readonly=True)
     pid = fields.Integer(string="PID", readonly=True, aggregator=None)
     rss_before_mb = fields.Float(string="RSS before (MiB)", digits=(16, 1), readonly=True, aggregator="avg")
@@ -45,7 +102,8 @@ class MemoryCronRun(models.Model):
         string="RSS growth (MiB)",
         digits=(16, 2),
         readonly=True,
-        help="RSS after gc minus RSS before the run.",
+        help="RSS after the run minus RSS before it: what the operating system saw (the allocator "
+        "reuses freed memory, so this may be another run's growth).",
     )
     traced_growth_mb = fields.Float(
         string="Traced growth (MiB)",
@@ -77,29 +135,60 @@ class MemoryCronRun(models.Model):
     error = fields.Text(readonly=True, prefetch=False)
 
     @api.model
-    def _record(self, cron_id, result, *, state="ok", error=None, record_cache_size=0):
-        """Store a :class:`core.leakprof.ProfileResult` of a run of ``cron_id``."""
+    def _insert_accounted(self, rows):
+        """Insert accounted runs (dicts with :data:`ACCOUNTED_COLUMNS`) in one statement: the cheap path."""
+        if rows:
+            self.env.cr.execute(*self._insert_accounted_query(rows))
+
+    @api.model
+    def _insert_accounted_query(self, rows):
+        """``(sql, params)`` of :meth:`_insert_accounted`, for a caller that sends it with more."""
+        values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
+        return (
+            f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
+            [row.get(column) for row in rows for column in ACCOUNTED_COLUMNS],
+        )
+
+    @api.model
+    def _record(
+        self, cron_id, result, *, state="ok", error=None, record_cache_size=0, charge=None, auto=False
+    ):
+        """Store a traced run: a :class:`core.leakprof.ProfileResult` of ``cron_id``.
+
+        :param charge: the run's accounting (``core.accounting.charge``), or None.
+        """
         top = result.top
+        charge = charge or {}
         run = self.create(
             {
+                **accounted_values(charge),
                 "cron_id": cron_id,
                 "start": result.started_at.replace(microsecond=0),
                 "duration": result.duration,
                 "state": state,
+                "trace": "interrupted" if result.interrupted else "traced",
+                "auto_traced": auto,
                 "host": compat.host_name(),
                 "pid": os.getpid(),
-                "rss_before_mb": result.rss_before / MIB,
-                "rss_after_mb": result.rss_after / MIB,
+                "rss_before_mb": (charge.get("rss_before") or result.rss_before) / MIB,
+                "rss_after_mb": (charge.get("rss_after") or result.rss_after) / MIB,
                 "rss_after_gc_mb": result.rss_after_gc / MIB,
-                "rss_growth_mb": (result.rss_after_gc - result.rss_before) / MIB,
+                "rss_growth_mb": (
+                    (charge["rss_after"] - charge["rss_before"]) / MIB
+                    if charge
+                    else (result.rss_after_gc - result.rss_before) / MIB
+                ),
                 "traced_growth_mb": result.traced_growth / MIB,
                 "traced_peak_mb": result.traced_peak / MIB,
                 "fds_before": result.fds_before or 0,
                 "fds_after": result.fds_after or 0,
+                "fds_kept": (result.fds_after or 0) - (result.fds_before or 0),
                 "record_cache_size": record_cache_size or 0,
                 "frames": result.frames,
                 "top_site": f"{top[0]['file']}:{top[0]['line']}" if top else False,
                 "top_text": "\n".join(result.log_lines()),
+                "holder": result.holders[0]["path"] if result.holders else False,
+                "holders_text": "\n".join(h["path"] for h in result.holders) or False,
                 "error": error or False,
                 "line_ids": [
                     fields.Command.create(
@@ -120,19 +209,63 @@ class MemoryCronRun(models.Model):
         return run
 
     @api.model
-    def _last_runs(self, cron_id, limit):
-        """``(rss_after_gc_mb, traced_growth_mb)`` of the last ``limit`` runs of a cron, oldest first."""
+    def _verdict_inputs(self, cron_id, limit):
+        """What a verdict is made of, in one query: ``(ids, growth_mb, trace)``.
+
+        ``ids`` and ``growth_mb``: the last ``limit`` runs of the cron, oldest
+        first; ``trace``: ``(id, start, traced_growth_mb)`` of its latest traced
+        run that is data (not interrupted), or None.
+        """
+        self.env.cr.execute(*self._verdict_inputs_query(cron_id, limit))
+        return self._verdict_inputs_parse(self.env.cr.fetchall())
+
+    @api.model
+    def _verdict_inputs_query(self, cron_id, limit):
+        """``(sql, params)`` of :meth:`_verdict_inputs`, for a caller that sends it with more."""
+        return (
+            """
+            (SELECT 'run', id, start, growth_mb
+               FROM memory_cron_run
+              WHERE cron_id = %s
+           ORDER BY start DESC, id DESC
+              LIMIT %s)
+            UNION ALL
+            (SELECT 'trace', id, start, traced_growth_mb
+               FROM memory_cron_run
+              WHERE cron_id = %s AND trace = 'traced'
+           ORDER BY start DESC, id DESC
+              LIMIT 1)
+            """,
+            [cron_id, limit, cron_id],
+        )
+
+    @api.model
+    def _verdict_inputs_parse(self, fetched):
+        runs, trace = [], None
+        for kind, run_id, start, figure in fetched:
+            if kind == "run":
+                runs.append((run_id, figure or 0.0))
+            else:
+                trace = (run_id, start, figure or 0.0)
+        runs.reverse()
+        return [run[0] for run in runs], [run[1] for run in runs], trace
+
+    @api.model
+    def _growth_by_cron(self, since):
+        """``{cron_id: {"growth_mb", "runs", "fds_kept"}}``: charged to each action since ``since``."""
         self.env.cr.execute(
             """
-            SELECT rss_after_gc_mb, traced_growth_mb
+            SELECT cron_id, SUM(growth_mb), COUNT(*), SUM(fds_kept)
               FROM memory_cron_run
-             WHERE cron_id = %s
-          ORDER BY start DESC, id DESC
-             LIMIT %s
+             WHERE start >= %s
+          GROUP BY cron_id
             """,
-            [cron_id, limit],
+            [since],
         )
-        return self.env.cr.fetchall()[::-1]
+        return {
+            cron_id: {"growth_mb": growth or 0.0, "runs": runs, "fds_kept": fds or 0}
+            for cron_id, growth, runs, fds in self.env.cr.fetchall()
+        }
 
     @api.autovacuum
     def _gc_runs(self):
@@ -164,3 +297,26 @@ class MemoryCronRun(models.Model):
         """The "Send report now" button of the runs list."""
         access.check_admin(self.env)
         return self.env["memory.leak.report"].action_send_now()
+
+
+def accounted_values(charge):
+    """The columns of :data:`ACCOUNTED_COLUMNS` from a run's accounting (``core.accounting.charge``)."""
+    if not charge:
+        return {}
+    heap = charge.get("heap_growth")
+    fds_before, fds_after = charge.get("fds_before"), charge.get("fds_after")
+    return {
+        "duration": charge["duration"],
+        "cpu_time": charge["cpu_time"],
+        "rss_before_mb": charge["rss_before"] / MIB,
+        "rss_after_mb": charge["rss_after"] / MIB,
+        "rss_growth_mb": (charge["rss_after"] - charge["rss_before"]) / MIB,
+        "vms_before_mb": charge["vms_before"] / MIB,
+        "vms_after_mb": charge["vms_after"] / MIB,
+        "heap_growth_mb": heap / MIB if heap is not None else None,
+        "blocks_growth": charge["blocks_growth"],
+        "growth_mb": charge["growth"] / MIB,
+        "fds_before": fds_before or 0,
+        "fds_after": fds_after or 0,
+        "fds_kept": (fds_after or 0) - (fds_before or 0),
+    }

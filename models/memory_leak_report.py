@@ -4,7 +4,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from .. import access, compat
-from ..core import params
+from ..core import accounting, params
 from ..core import report as reports
 from ..core import verdict as verdicts
 
@@ -158,18 +158,41 @@ class MemoryLeakReport(models.AbstractModel):
                 notes.append(self.env._("Worker snapshots could not be read: %s", exc))
         else:
             notes.append(self.env._("No worker snapshots (memory.snapshot is not installed)."))
+        growth = self._growth_figures(now)
         return reports.build_report(
             self.env.cr.dbname,
             fields.Datetime.to_string(now),
-            crons=self._cron_figures(),
+            crons=self._cron_figures({row["id"]: row for row in growth}),
+            growth=growth,
             warn_share=warn_share,
             notes=notes,
             **snapshot_figures,
         )
 
     @api.model
-    def _cron_figures(self):
-        """Suspect and leaking scheduled actions, leaking first, with their last run's top sites."""
+    def _growth_figures(self, now):
+        """Growth charged to each scheduled action over the report's period, largest first."""
+        by_cron = self.env["memory.cron.run"].sudo()._growth_by_cron(now - timedelta(hours=REPORT_HOURS))
+        shares = accounting.growth_shares({cron_id: f["growth_mb"] for cron_id, f in by_cron.items()})
+        crons = (
+            self.env["ir.cron"].sudo().with_context(active_test=False).browse(list(by_cron)).exists()
+        )  # the report covers every scheduled action, whoever sends it
+        rows = [
+            {
+                "id": cron.id,
+                "name": cron.cron_name or cron.name,
+                "share": shares.get(cron.id, 0.0),
+                **by_cron[cron.id],
+            }
+            for cron in crons
+        ]
+        rows.sort(key=lambda row: -row["growth_mb"])
+        return rows
+
+    @api.model
+    def _cron_figures(self, growth=None):
+        """Suspect and leaking scheduled actions, leaking first, with their last trace's sites and holders."""
+        growth = growth or {}
         crons = (
             self.env["ir.cron"]
             .sudo()  # the report covers every scheduled action, whoever sends it
@@ -179,13 +202,16 @@ class MemoryLeakReport(models.AbstractModel):
         Run = self.env["memory.cron.run"].sudo()  # idem
         figures = []
         for cron in crons.sorted(lambda c: (c.memory_leak_state != verdicts.LEAKING, c.cron_name or "")):
-            last = Run.search([("cron_id", "=", cron.id)], limit=1)
+            last = Run.search([("cron_id", "=", cron.id), ("trace", "=", "traced")], limit=1)
             figures.append(
                 {
                     "id": cron.id,
                     "name": cron.cron_name or cron.name,
                     "state": cron.memory_leak_state,
                     "reason": cron.memory_leak_reason,
+                    "holders": (last.holders_text or "").splitlines(),
+                    "growth_mb": growth.get(cron.id, {}).get("growth_mb"),
+                    "share": growth.get(cron.id, {}).get("share"),
                     "top": [
                         {
                             "file": line.file,

@@ -25,6 +25,7 @@ PARAM_FIELDS = {
     "memory_profile_window": params.PROFILE_WINDOW,
     "memory_leak_threshold": params.LEAK_THRESHOLD,
     "memory_profile_retention_days": params.PROFILE_RETENTION_DAYS,
+    "memory_trace_period_hours": params.TRACE_PERIOD_HOURS,
     "memory_report_webhook_url": params.REPORT_WEBHOOK_URL,
 }
 
@@ -136,6 +137,12 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.PROFILE_RETENTION_DAYS,
         default=_default(params.PROFILE_RETENTION_DAYS),
         help="Older runs are purged by the autovacuum; the last runs of the verdict window always stay.",
+    )
+    memory_trace_period_hours = fields.Integer(
+        string="Automatic trace at most every (hours)",
+        config_parameter=params.TRACE_PERIOD_HOURS,
+        default=_default(params.TRACE_PERIOD_HOURS),
+        help="A suspect scheduled action has its next run traced by itself, at most once in this period.",
     )
     memory_report_recipient_ids = fields.Many2many(
         "res.users",

@@ -452,6 +452,7 @@ class TestDiagnostics(TransactionCase):
             page.host = "another-host"
             with self.assertRaisesRegex(UserError, "drawn on host another-host"):
                 line.action_signal_stacks()
+
     def test_a_program_this_process_started_is_listed_as_its_helper(self):
         proc = self.sleeper()
         page = self.open_page()

@@ -91,6 +91,47 @@ class TestLeakReport(CronRunCase):
         self.assertIn("1 finding(s)", mail.subject)
         self.assertIsNone(sent["webhook"], "no webhook set")
 
+    def test_growth_shares_and_holders(self):
+        """The growth charged to each action over the last day, largest first, and what holds the memory."""
+        other = self.cron.copy({"name": "Mail digest (memory_hygiene test)"})
+        now = fields.Datetime.now()
+        self.env["memory.cron.run"]._insert_accounted(
+            [
+                {
+                    "cron_id": cron.id,
+                    "start": now - timedelta(hours=1),
+                    "state": "ok",
+                    "trace": "no",
+                    "growth_mb": growth,
+                    "fds_kept": fds,
+                }
+                for cron, growth, fds in ((self.cron, 5.0, 2), (self.cron, 4.0, 0), (other, 1.0, 0))
+            ]
+        )
+        run = self.make_run()
+        run.write({"holders_text": "odoo.addons.partner_sync.models.sync._cache (dict, +1 000 entries)"})
+        report = self.Report._build()
+        growth = [f for f in report.findings if f.kind == "growth"]
+        self.assertEqual(len(growth), 1)
+        self.assertIn("+10.0 MiB of growth in 24 h", growth[0].title)
+        self.assertEqual(
+            growth[0].details,
+            [
+                '"Partner sync (memory_hygiene test)" (id %s): +9.0 MiB, 90 %% (2 runs, 2 files kept open)'
+                % self.cron.id,
+                '"Mail digest (memory_hygiene test)" (id %s): +1.0 MiB, 10 %% (1 runs)' % other.id,
+            ],
+        )
+        cron_finding = next(f for f in report.findings if f.kind == "cron")
+        self.assertIn(
+            "held by odoo.addons.partner_sync.models.sync._cache (dict, +1 000 entries)", cron_finding.details
+        )
+        self.assertIn("charged +9.0 MiB in 24 h (90 % of it)", cron_finding.details)
+        self.assertAlmostEqual(self.cron.memory_growth_share, 90.0)
+        self.assertAlmostEqual(self.cron.memory_growth_day_mb, 9.0)
+        self.assertAlmostEqual(self.cron.memory_growth_run_mb, 4.5)
+        self.assertEqual(self.cron.memory_fds_kept, 2)
+
     def test_recipients_default_to_the_settings_admins(self):
         recipients = self.Report._recipients()
         self.assertIn(self.admin, recipients)

@@ -2,11 +2,12 @@ import tracemalloc
 
 import pytest
 
-from core import leakprof
+from core import heap, holders, leakprof
 
 MIB = 1024 * 1024
 
 _KEPT = []
+_HELD = {}
 
 
 def keep_one_mib():
@@ -62,21 +63,65 @@ def test_starts_and_stops_tracing_only_when_it_was_off():
 
     tracemalloc.start(2)
     try:
-        result = profiled(keep_one_mib, frames=5)
+        with pytest.raises(leakprof.TracingBusy):
+            profiled(keep_one_mib, frames=5)
         assert tracemalloc.is_tracing(), "someone else's tracing is left on"
-        assert result.frames == 2, "their frame limit is used, not ours"
     finally:
         tracemalloc.stop()
 
 
-def test_overlapping_sessions_share_tracing():
+def test_one_profiled_run_at_a_time_and_shares_the_diagnostics_trace():
     first = leakprof.LeakProfile().start()
-    second = leakprof.LeakProfile().start()
-    first.stop()
-    assert tracemalloc.is_tracing(), "the second session still runs"
+    with pytest.raises(leakprof.TracingBusy):
+        leakprof.LeakProfile().start()
+    tracer = heap.Tracer()
+    assert "snapshots use that trace" in tracer.start()
+    assert "stays on" in tracer.stop(), "the diagnostics stop never ends a profiled run's trace"
     keep_one_mib()
-    assert second.stop().traced_growth >= 0.9 * MIB
+    assert first.stop().traced_growth >= 0.9 * MIB
     assert not tracemalloc.is_tracing()
+
+
+def test_a_trace_stopped_by_someone_else_is_interrupted():
+    profile = leakprof.LeakProfile().start()
+    tracemalloc.stop()  # Odoo 19's profiler does this when it ends
+    tracemalloc.start()
+    keep_one_mib()
+    try:
+        result = profile.stop()
+        assert result.interrupted
+        assert (result.traced_growth, result.top) == (0, [])
+        assert tracemalloc.is_tracing(), "the new trace is not ours: left on"
+    finally:
+        tracemalloc.stop()
+    profile = leakprof.LeakProfile().start()
+    tracemalloc.stop()
+    assert profile.stop().interrupted
+    assert not tracemalloc.is_tracing()
+
+
+def test_names_the_module_global_that_holds_the_kept_memory():
+    result = profiled(keep_one_mib, holders=(MIB // 2, dict))
+    assert [h["path"] for h in result.holders] == [f"{__name__}._KEPT (list, +1 entry)"]
+
+
+class Session:
+    pass
+
+
+def test_referrer_chains_name_the_holder_of_kept_objects():
+    tracemalloc.start()
+    try:
+        _HELD["sessions"] = [Session() for _ in range(3)]  # the allocating line
+        line = test_referrer_chains_name_the_holder_of_kept_objects.__code__.co_firstlineno + 3
+        traceable = tracemalloc.get_object_traceback(_HELD["sessions"][0]) is not None
+        chains = holders.referrer_chains({(__file__, line)}, sample=1)
+    finally:
+        tracemalloc.stop()
+        _HELD.clear()
+    if not traceable:
+        pytest.skip("this Python's tracemalloc cannot look up instances (3.11: pre-header objects)")
+    assert [c["root"] for c in chains] == [f"{__name__}._HELD['sessions']"]
 
 
 def test_close_is_idempotent_and_ends_the_session():

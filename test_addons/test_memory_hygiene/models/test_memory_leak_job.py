@@ -27,6 +27,26 @@ class TestMemoryLeakJob(models.AbstractModel):
         return len(chunks)
 
     @api.model
+    def _job_churn_3mib(self):
+        data = bytearray(3 * MIB)  # 3 MiB allocated and freed on return
+        return len(data)
+
+    @api.model
+    def _job_stop_tracing(self):
+        """What Odoo 19's profiler does when it ends: stop tracemalloc, whoever started it."""
+        LEAK.append(bytearray(MIB))
+        tracemalloc.stop()
+
+    @api.model
+    def _job_uses_diagnostics_tracer(self):
+        """Keeps 1 MiB while someone starts and stops the diagnostics tracer in the same process."""
+        from odoo.addons.memory_hygiene.core import heap
+
+        heap.TRACER.start()
+        LEAK.append(bytearray(MIB))
+        heap.TRACER.stop()
+
+    @api.model
     def _job_fill_cache(self):
         """Creates and reads 2 000 records: a full record cache, released when the run commits."""
         records = self.env["test.memory.batch.record"].with_context(tracking_disable=True)

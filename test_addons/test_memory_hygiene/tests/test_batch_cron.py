@@ -93,6 +93,9 @@ class TestBatchInCron(BatchCase):
         progress = self.env["ir.cron.progress"].search([("cron_id", "=", cron.id)])
         self.assertEqual(sum(progress.mapped("done")), 23)
         self.assertEqual(len(progress), 5, "one server-action call per batch")
+        runs = self.env["memory.cron.run"].search([("cron_id", "=", cron.id)])
+        self.assertEqual(len(runs), 5, "each call of the job is accounted, in one row")
+        self.assertEqual(set(runs.mapped("trace")), {"no"}, "and none traced: nobody asked, none suspect")
 
     def test_progress_goes_through_the_series_api(self):
         """Outside tests, progress is reported with the series' own call (commit mocked)."""

@@ -9,7 +9,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
 from odoo.addons.memory_hygiene import compat
-from odoo.addons.memory_hygiene.core import leakprof, params
+from odoo.addons.memory_hygiene.core import accounting, leakprof, params
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
 
 from ..models import test_memory_leak_job as jobs
@@ -41,8 +41,10 @@ class ProfilerCase(BatchCase):
         self.addCleanup(jobs.TRACING_SEEN.clear)
         self.assertFalse(tracemalloc.is_tracing(), "nothing traces before the test")
 
-    def runs(self, cron):
-        return self.env["memory.cron.run"].search([("cron_id", "=", cron.id)], order="start, id")
+    def runs(self, cron, traced=True):
+        """The cron's traced runs (``traced=False``: every accounted run), oldest first."""
+        domain = [("cron_id", "=", cron.id)] + ([("trace", "!=", "no")] if traced else [])
+        return self.env["memory.cron.run"].search(domain, order="start, id")
 
     def run_job(self, cron, times=1):
         for _ in range(times):
@@ -82,7 +84,9 @@ class TestLeakProfiler(ProfilerCase):
         self.assertEqual(sum(article_line in out for out in logs.output), self.window)
         self.assertTrue(any(" (+1.0 MiB), count=" in out for out in logs.output))
         self.assertIn("leaking", logs.output[-1], "the verdict is logged when it turns to leaking")
-        self.assertIn("every run keeps memory", cron.memory_leak_reason)
+        self.assertIn("the traced run keeps Python memory", cron.memory_leak_reason)
+        self.assertTrue(all(run.growth_mb >= 0.9 for run in runs), "each run is charged what it kept")
+        self.assertIn(f"{jobs.__name__}.LEAK (list, +1 entry)", runs[-1].holder)
 
     def test_freeing_cron_stays_healthy(self):
         cron = self.make_job_cron("_job_churn", memory_profile=True)
@@ -124,8 +128,9 @@ class TestLeakProfiler(ProfilerCase):
         self.assertEqual(unprofiled[:2], profiled[:2], "the same exception, logged the same way")
         self.assertEqual((unprofiled[2], profiled[2]), (1, 2), "each run counts as a failure")
         self.assertEqual((unprofiled[3], profiled[3]), (False, False), "the job's writes are rolled back")
+        self.assertEqual(len(self.runs(cron, traced=False)), 2, "both runs are accounted")
         run = self.runs(cron)
-        self.assertEqual(len(run), 1, "only the profiled run")
+        self.assertEqual(len(run), 1, "only the profiled run is traced")
         self.assertEqual(run.state, "failed")
         self.assertIn("ValueError: the test job fails", run.error)
         self.assertIn("_job_fail", run.error, "with the traceback")
@@ -163,6 +168,7 @@ class TestLeakProfiler(ProfilerCase):
         self.run_job(cron)
         self.assertEqual(jobs.TRACING_SEEN, [False], "not profiled: tracemalloc is not started")
         self.assertFalse(self.runs(cron))
+        self.assertEqual(len(self.runs(cron, traced=False)), 1, "but the run is accounted")
 
         cron.memory_profile = True
         self.run_job(cron)
@@ -209,15 +215,20 @@ class TestLeakProfiler(ProfilerCase):
         self.assertGreater(self.runs(cron).record_cache_size, 0, "the probe job reads users")
 
     def test_profiler_failures_never_reach_the_job(self):
-        cron = self.make_job_cron("_job_probe", memory_profile=True)
+        traced = self.make_job_cron("_job_probe", memory_profile=True)
+        accounted = self.make_job_cron("_job_probe")
+        Run = type(self.env["memory.cron.run"])
         breakdowns = [
-            (leakprof.LeakProfile, "start", "cannot start"),
-            (leakprof.LeakProfile, "stop", "cannot measure"),
-            (type(self.env["memory.cron.run"]), "_record", "cannot store"),
-            (type(self.env["memory.cron.run"]), "_last_runs", "cannot update the verdict"),
+            (traced, leakprof.LeakProfile, "start", "cannot start"),
+            (traced, leakprof.LeakProfile, "stop", "cannot measure"),
+            (traced, Run, "_record", "cannot store"),
+            (traced, Run, "_verdict_inputs_parse", "cannot store"),
+            (accounted, accounting, "read", "cannot read before"),
+            (accounted, Run, "_insert_accounted_query", "cannot store"),
+            (accounted, Run, "_verdict_inputs_parse", "cannot store"),
         ]
-        for owner, method, message in breakdowns:
-            with self.subTest(method=method):
+        for cron, owner, method, message in breakdowns:
+            with self.subTest(method=method, traced=cron.memory_profile):
                 jobs.TRACING_SEEN.clear()
                 cron.lastcall = False
                 with (
@@ -237,12 +248,83 @@ class TestLeakProfiler(ProfilerCase):
         self.run_job(cron)
         cron_as_admin = cron.with_user(admin)
         self.assertEqual(cron_as_admin.memory_run_count, 1)
+        self.assertGreaterEqual(cron_as_admin.memory_growth_share, 0)
         action = cron_as_admin.action_memory_open_runs()
         self.assertEqual(
-            self.env[action["res_model"]].with_user(admin).search(action["domain"]), self.runs(cron)
+            self.env[action["res_model"]].with_user(admin).search(action["domain"]),
+            self.runs(cron, traced=False),
         )
         self.assertEqual(cron_as_admin.action_memory_open_graph()["views"][0][1], "graph")
         with self.assertRaises(AccessError):
             self.env["memory.cron.run"].with_user(self.user).search([])
         with self.assertRaises(AccessError):
             self.runs(cron).with_user(admin).write({"duration": 0})
+
+
+@tagged("post_install", "-at_install")
+class TestLeakDetection(ProfilerCase):
+    """Default settings: every run accounted, suspects traced by themselves, growth charged to its cron."""
+
+    #: The verdict tests run this many times in a row (issue 11: they never flake).
+    REPEAT = 20
+
+    def test_interleaved_crons_blame_the_leaking_one_only(self):
+        leak_file, leak_line = _line_of("LEAK.append(bytearray(MIB))  # the appending line")
+        for attempt in range(self.REPEAT):
+            with self.subTest(attempt=attempt):
+                leaking = self.make_job_cron("_job_leak")
+                freeing = self.make_job_cron("_job_churn_3mib")
+                for _ in range(2 * self.window):
+                    self.run_job(leaking)
+                    self.run_job(freeing)
+                self.assertEqual(leaking.memory_leak_state, "leaking", leaking.memory_leak_reason)
+                self.assertEqual(freeing.memory_leak_state, "healthy", freeing.memory_leak_reason)
+                traced = self.runs(leaking)
+                self.assertEqual(len(traced), 1, "traced by itself, once in the trace period")
+                self.assertTrue(traced.auto_traced)
+                self.assertEqual(traced.top_site, f"{leak_file}:{leak_line}", "the appending line")
+                self.assertIn(f"{jobs.__name__}.LEAK (list, +1 entry)", traced.holder, "and its holder")
+                self.assertEqual(len(self.runs(leaking, traced=False)), 2 * self.window)
+                self.assertEqual(len(self.runs(freeing, traced=False)), 2 * self.window)
+                self.assertGreaterEqual(leaking.memory_growth_share, 90.0)
+                self.assertGreater(leaking.memory_growth_day_mb, 1.5 * self.window)
+                self.assertLess(abs(freeing.memory_growth_day_mb), 1)
+                # The next iteration is another worker's day: its own crons, its own runs.
+                (leaking | freeing).unlink()
+                jobs.LEAK.clear()
+
+    def test_no_trace_while_someone_else_traces(self):
+        cron = self.make_job_cron("_job_leak")
+        self.run_job(cron, self.window)
+        self.assertEqual(cron.memory_leak_state, "suspect")
+        tracemalloc.start()
+        try:
+            self.run_cron_job(cron)
+            self.assertTrue(tracemalloc.is_tracing(), "someone else's trace is left on")
+        finally:
+            tracemalloc.stop()
+        self.assertFalse(self.runs(cron), "no trace under someone else's")
+        self.assertEqual(cron.memory_leak_state, "suspect")
+        self.run_job(cron)
+        self.assertEqual(len(self.runs(cron)), 1)
+        self.assertEqual(cron.memory_leak_state, "leaking")
+        self.run_job(cron)
+        self.assertEqual(len(self.runs(cron)), 1, "at most one automatic trace per period")
+
+    def test_a_trace_stopped_by_someone_else_is_interrupted(self):
+        cron = self.make_job_cron("_job_stop_tracing", memory_profile=True)
+        with self.assertLogs(PROFILER_LOGGER, logging.WARNING) as logs:
+            self.run_job(cron)
+        run = self.runs(cron)
+        self.assertEqual(run.trace, "interrupted")
+        self.assertFalse(run.line_ids)
+        self.assertIn("stopped or restarted by someone else", logs.output[0])
+        self.assertEqual(cron.memory_leak_state, "unknown")
+
+    def test_the_diagnostics_tracer_never_stops_a_traced_run(self):
+        cron = self.make_job_cron("_job_uses_diagnostics_tracer", memory_profile=True)
+        with self.assertLogs(PROFILER_LOGGER, logging.INFO):
+            self.run_job(cron)
+        run = self.runs(cron)
+        self.assertEqual(run.trace, "traced")
+        self.assertAlmostEqual(run.traced_growth_mb, 1, delta=0.25)

@@ -7,7 +7,7 @@ from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import compat
-from ..core import leakprof, params
+from ..core import batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
 
@@ -101,12 +101,30 @@ class IrCron(models.Model):
 
     def _callback(self, cron_name, server_action_id):
         """Every run of a scheduled action (both series; 19.0's "Run Manually" too)."""
-        plan = self._memory_profile_plan()
-        if plan is None:
-            return super()._callback(cron_name, server_action_id)
-        # What the run's transaction holds until it ends is not what the run keeps: measure after it.
-        plan["after_transaction"] = True
-        return self._memory_profiled(plan, server_action_id, super()._callback, cron_name, server_action_id)
+        with self._memory_running_job():
+            plan = self._memory_profile_plan()
+            if plan is None:
+                return super()._callback(cron_name, server_action_id)
+            # What the run's transaction holds until it ends is not what the run keeps: measure after it.
+            plan["after_transaction"] = True
+            return self._memory_profiled(
+                plan, server_action_id, super()._callback, cron_name, server_action_id
+            )
+
+    def _memory_running_job(self, manual=False):
+        """Mark what runs in the block as this job's run, on this cursor (read by memory.batch.mixin).
+
+        The job machinery's own values (cursor, start, 19.0's end of the job's
+        loop): a caller's context cannot make a call a scheduled run.
+        """
+        self.ensure_one()
+        return batching.running_job(
+            compat.job_info(self.env.cr, self.id),
+            cron_id=self.id,
+            cursor=self.env.cr,
+            manual=manual,
+            end_time=compat.job_end_time(self.env),
+        )
 
     def method_direct_trigger(self):
         """18.0's "Run Manually" runs the server action without ``_callback``: profile it here."""
@@ -114,10 +132,13 @@ class IrCron(models.Model):
             return super().method_direct_trigger()
         self.ensure_one()
         plan = self._memory_profile_plan()
-        if plan is None:
-            result = super().method_direct_trigger()
-        else:
-            result = self._memory_profiled(plan, self.ir_actions_server_id.id, super().method_direct_trigger)
+        with self._memory_running_job(manual=True):
+            if plan is None:
+                result = super().method_direct_trigger()
+            else:
+                result = self._memory_profiled(
+                    plan, self.ir_actions_server_id.id, super().method_direct_trigger
+                )
         # This cursor holds the job's lock (_try_lock): the place to count the run.
         self._memory_after_job()
         return result

@@ -45,3 +45,11 @@ class TestMemoryBatchRecord(models.Model):
             record.state = "done"
         self.env.flush_all()
         return total
+
+    # A scheduled action whose every record fails alike: the external service it calls is down.
+    @api.model
+    def _cron_call_dead_service(self, batch_size=10):
+        def call(batch):
+            raise ConnectionRefusedError("the external service is down")
+
+        return self._batch_process([("state", "=", "todo")], call, batch_size=batch_size)

@@ -108,6 +108,14 @@ class Budget:
     hard_margin_mb: float = 64.0
     cpu_left_fn: object = None
     cpu_fn: object = None
+    #: CPU seconds kept free after the last batch: Odoo's own work after the job
+    #: (progress, rescheduling, the next jobs of the round) runs under the same limit.
+    cpu_margin: float = 0.0
+    #: CPU seconds left that mean a fresh allotment (the worker just set its
+    #: limit): then a first batch runs even if predicted not to fit, since no
+    #: later run would have more (without this, a batch costlier than the whole
+    #: limit would never start again; with it, the worker is killed as before).
+    cpu_fresh: float | None = None
     time_left_fn: object = None
     #: ``() -> seconds``; default: ``time.monotonic``, looked up at each call so
     #: that freezegun's clock is seen in tests.
@@ -158,7 +166,9 @@ class Budget:
                 return STOP_TIME
         if self.cpu_left_fn is not None:
             left = self.cpu_left_fn()
-            if left is not None and left <= (self.max_batch_cpu if predict else 0.0):
+            need = (self.max_batch_cpu + self.cpu_margin) if predict else 0.0
+            fresh = not self.batches_seen and self.cpu_fresh is not None and left is not None
+            if left is not None and left <= need and not (fresh and left >= self.cpu_fresh):
                 return STOP_CPU
         if self.memory_fn is not None and (
             self.memory_limit_mb is not None or self.hard_limit_mb is not None

@@ -36,6 +36,14 @@ PROGRESS_LOG_INTERVAL = 10.0
 #: Seconds to wait before retrying a batch that met a concurrent transaction, times the attempt.
 CONFLICT_BACKOFF = 0.2
 
+#: Share of ``limit_time_cpu`` (percent, at least 1 s) kept free after a cron run's last batch.
+CPU_MARGIN_SHARE = 10
+
+#: The most expensive batch seen per resume key in this process (a new job's first prediction).
+_COST_FIELDS = ("max_batch_seconds", "max_batch_cpu", "max_batch_mb", "batches_seen")
+_KEY_COSTS = {}
+MAX_KEY_COSTS = 1000
+
 #: ``stop_reason`` of 18.0's Run Manually, which runs one batch (see _batch_process).
 STOP_RUN_MANUALLY = "run_manually"
 
@@ -126,7 +134,7 @@ class MemoryBatchMixin(models.AbstractModel):
         key = resume_key or (self._batch_default_key(cron, domain) if cron else None)
         positions = self.env["memory.batch.position"].sudo()  # technical bookkeeping, whoever runs the cron
         start_after = positions._last_id(key) if key else 0
-        budget = self._batch_budget(job, cron, max_seconds, memory_limit_mb)
+        budget = self._batch_budget(job, cron, max_seconds, memory_limit_mb, key)
         progress = compat.job_progress(self.env, cron)
 
         records = self.with_context(**({} if tracking else NO_TRACKING_CONTEXT))
@@ -228,12 +236,11 @@ class MemoryBatchMixin(models.AbstractModel):
                 )
             ) from exc
         if job:
-            job["costs"] = {
-                "max_batch_seconds": budget.max_batch_seconds,
-                "max_batch_cpu": budget.max_batch_cpu,
-                "max_batch_mb": budget.max_batch_mb,
-                "batches_seen": budget.batches_seen,
-            }
+            job["costs"] = costs = {name: getattr(budget, name) for name in _COST_FIELDS}
+            if key:
+                if len(_KEY_COSTS) > MAX_KEY_COSTS:
+                    _KEY_COSTS.clear()
+                _KEY_COSTS[key] = {name: costs[name] for name in _COST_FIELDS[:3]}
         if manual_18 and result.stop_reason == STOP_DONE and result.batches and result.remaining == 0:
             result.remaining = self.search_count(domain + [("id", ">", result.last_id)])
         if manual_18 and result.remaining:
@@ -296,7 +303,7 @@ class MemoryBatchMixin(models.AbstractModel):
         return f"cron:{cron.id}:{self._name}:{caller}:{digest}"
 
     @api.model
-    def _batch_budget(self, job, cron, max_seconds, memory_limit_mb):
+    def _batch_budget(self, job, cron, max_seconds, memory_limit_mb, key=None):
         """What this call may spend: the caller's budgets, else those of the run's process and mode."""
         hard = procmem.address_space_limit_mb()
         budget = Budget(
@@ -320,8 +327,14 @@ class MemoryBatchMixin(models.AbstractModel):
         # count from when the job (or the threaded cron thread's round) began, and predict
         # from the most expensive batch of the job's earlier calls too.
         budget.started = job.setdefault("started", time.monotonic())
-        for name, value in job.setdefault("costs", {}).items():
+        # A new job of the same run in this process predicts its first batch from the last job's.
+        for name, value in (job.get("costs") or _KEY_COSTS.get(key) or {}).items():
             setattr(budget, name, value)
+        cpu_limit = config.get("limit_time_cpu") or 0
+        if cpu_limit > 0:
+            budget.cpu_margin = max(1.0, cpu_limit * CPU_MARGIN_SHARE / 100)
+            # Odoo sets RLIMIT_CPU to int(CPU used + limit_time_cpu) before each round.
+            budget.cpu_fresh = cpu_limit - 1.5
         if job.get("end_time"):
             # 19.0: the cron loop's own time for this job (what _commit_progress returns).
             budget.time_left_fn = lambda: job["end_time"] - time.monotonic()

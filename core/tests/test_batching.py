@@ -362,3 +362,24 @@ def test_rate_limited_log():
     assert not log.due()
     clock.now = 10
     assert log.due()
+
+
+def test_cpu_margin_is_kept_free_after_the_last_batch():
+    table = Table(50)
+    cpu = [0.0]
+
+    def burn(ids):
+        cpu[0] += 1
+
+    budget = Budget(cpu_fn=lambda: cpu[0], cpu_left_fn=lambda: 3 - cpu[0], cpu_margin=1.0)
+    result = KeysetBatcher(table.fetch, burn, 5, budget=budget).run()
+    # 1 s per batch, 3 s allowed, 1 s kept free: one batch (a second would leave 0 s... 1 s).
+    assert (result.stop_reason, result.batches) == ("cpu", 1)
+
+
+def test_a_fresh_cpu_allotment_runs_a_batch_whatever_the_prediction():
+    """A batch predicted to cost more than a whole allotment still runs in a fresh one."""
+    budget = Budget(cpu_left_fn=lambda: 2.9, cpu_margin=1.0, cpu_fresh=1.5, max_batch_cpu=5.0)
+    assert budget.spent() is None
+    budget = Budget(cpu_left_fn=lambda: 1.0, cpu_margin=1.0, cpu_fresh=1.5, max_batch_cpu=5.0)
+    assert budget.spent() == "cpu"

@@ -1,3 +1,5 @@
+import time
+
 from odoo import api, fields, models
 
 
@@ -53,3 +55,15 @@ class TestMemoryBatchRecord(models.Model):
             raise ConnectionRefusedError("the external service is down")
 
         return self._batch_process([("state", "=", "todo")], call, batch_size=batch_size)
+
+    # A CPU-bound scheduled action: 0.1 s of CPU per record, batches of 5 (the case, smaller).
+    @api.model
+    def _cron_burn_cpu(self, seconds_per_record=0.1, batch_size=5):
+        def burn(batch):
+            for record in batch:
+                started = time.process_time()
+                while time.process_time() - started < seconds_per_record:
+                    pass
+                record.write({"state": "done", "value": record.value + 1})
+
+        return self._batch_process([("state", "=", "todo")], burn, batch_size=batch_size)

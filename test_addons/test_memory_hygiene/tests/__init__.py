@@ -4,3 +4,4 @@ from . import test_batch_faults
 from . import test_leak_profiler
 from . import test_profiler_server
 from . import test_real_server
+from . import test_batch_server

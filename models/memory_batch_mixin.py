@@ -59,7 +59,7 @@ class MemoryBatchMixin(models.AbstractModel):
     _description = "Memory-safe batched processing"
 
     @api.model
-    def _batch_process(
+    def _batch_process(  # noqa: PLR0913 - the documented keyword options of the mixin
         self,
         domain,
         callback,
@@ -137,82 +137,33 @@ class MemoryBatchMixin(models.AbstractModel):
         budget = self._batch_budget(job, cron, max_seconds, memory_limit_mb, key)
         progress = compat.job_progress(self.env, cron)
 
-        records = self.with_context(**({} if tracking else NO_TRACKING_CONTEXT))
-        total = self.search_count(domain + [("id", ">", start_after)])
-        progress_log = RateLimitedLog(PROGRESS_LOG_INTERVAL)
-        run_started = time.monotonic()
-        traced = set()  # exception types whose traceback was logged in this run
-
-        def fetch_ids(after_id, limit):
-            if manual_18 and after_id != start_after:
-                return []  # 18.0's Run Manually: one batch, see above
-            return self.search(domain + [("id", ">", after_id)], order="id", limit=limit).ids
-
-        def process(ids):
-            callback(records.browse(ids))
-
-        def on_failure(record_id, exc):
-            first = type(exc) not in traced
-            traced.add(type(exc))
-            _logger.error(
-                "%s(%s) failed in batch callback %s: %s: %s",
-                self._name,
-                record_id,
-                name,
-                type(exc).__name__,
-                exc,
-                exc_info=exc if first else None,
-            )
-
-        def new_transaction(attempt):
-            if not commit:
-                return False  # no new snapshot inside the test's (or the request's) transaction
-            # The batches before are committed; this one was rolled back by its savepoint. A new
-            # transaction sees the concurrent writer's commit.
-            self.env.cr.rollback()
-            time.sleep(CONFLICT_BACKOFF * attempt)
-            return True
-
-        def after_batch(result, ids):
-            self.env.cr.flush()
-            if key:
-                positions._save(key, result.last_id, self._name, cron)
-            handed = result.processed + len(result.failed_ids)
-            if progress:
-                compat.report_cron_progress(progress, len(ids), max(total - handed, 0))
-            self._batch_commit_step(commit)
-            if after_commit is not None:
-                failed = set(result.failed_ids)
-                after_commit(records.browse([i for i in ids if i not in failed]))
-            self.env.invalidate_all()
-            if gc_collect:
-                gc.collect()
-            if progress_log.due():
-                elapsed = max(time.monotonic() - run_started, 1e-6)
-                _logger.info(
-                    "%s %s: batch %s, %s done, %s remaining, %.0f records/s, RSS %.0f MiB",
-                    self._name,
-                    name,
-                    result.batches,
-                    handed,
-                    max(total - handed, 0),
-                    handed / elapsed,
-                    procmem.rss() / procmem.MIB,
-                )
-
+        run = _BatchRun(
+            self,
+            domain,
+            callback,
+            records=self.with_context(**({} if tracking else NO_TRACKING_CONTEXT)),
+            key=key,
+            cron=cron,
+            progress=progress,
+            commit=commit,
+            one_batch=manual_18,
+            start_after=start_after,
+            after_commit=after_commit,
+            gc_collect=gc_collect,
+        )
         try:
             result = KeysetBatcher(
-                fetch_ids,
-                process,
+                run.fetch_ids,
+                run.process,
                 batch_size,
                 isolate=self.env.cr.savepoint,
-                after_batch=after_batch,
-                on_failure=on_failure,
-                count_remaining=lambda after_id: self.search_count(domain + [("id", ">", after_id)]),
+                after_batch=run.after_batch,
+                on_failure=run.on_failure,
+                count_remaining=run.count_remaining,
                 budget=budget,
                 start_after=start_after,
                 classify=compat.classify_batch_fault,
-                new_transaction=new_transaction,
+                new_transaction=run.new_transaction,
             ).run()
         except SystematicFailure as failure:
             _logger.error(
@@ -235,14 +186,9 @@ class MemoryBatchMixin(models.AbstractModel):
                     callback=name,
                 )
             ) from exc
-        if job:
-            job["costs"] = costs = {name: getattr(budget, name) for name in _COST_FIELDS}
-            if key:
-                if len(_KEY_COSTS) > MAX_KEY_COSTS:
-                    _KEY_COSTS.clear()
-                _KEY_COSTS[key] = {name: costs[name] for name in _COST_FIELDS[:3]}
+        _remember_costs(job, key, budget)
         if manual_18 and result.stop_reason == STOP_DONE and result.batches and result.remaining == 0:
-            result.remaining = self.search_count(domain + [("id", ">", result.last_id)])
+            result.remaining = run.count_remaining(result.last_id)
         if manual_18 and result.remaining:
             result.stop_reason = STOP_RUN_MANUALLY
 
@@ -377,3 +323,104 @@ class MemoryBatchMixin(models.AbstractModel):
                 )
         if resume_key is not None and (not isinstance(resume_key, str) or not resume_key.strip()):
             raise UserError(self.env._("resume_key must be a non-empty string, got %r.", resume_key))
+
+
+def _remember_costs(job, key, budget):
+    """Keep the most expensive batch for the job's next call, and for the next job of ``key``."""
+    if not job:
+        return
+    job["costs"] = costs = {field: getattr(budget, field) for field in _COST_FIELDS}
+    if key:
+        if len(_KEY_COSTS) > MAX_KEY_COSTS:
+            _KEY_COSTS.clear()
+        _KEY_COSTS[key] = {field: costs[field] for field in _COST_FIELDS[:3]}
+
+
+class _BatchRun:
+    """The ORM side of one ``_batch_process`` call: what the engine calls back (plain Python)."""
+
+    def __init__(self, model, domain, callback, **options):
+        self.model = model
+        self.env = model.env
+        self.domain = domain
+        self.callback = callback
+        self.name = getattr(callback, "__qualname__", repr(callback))
+        self.records = options["records"]
+        self.key = options["key"]
+        self.cron = options["cron"]
+        self.progress = options["progress"]
+        self.commit = options["commit"]
+        self.one_batch = options["one_batch"]
+        self.start_after = options["start_after"]
+        self.after_commit = options["after_commit"]
+        self.gc_collect = options["gc_collect"]
+        # Technical bookkeeping, whoever runs the cron.
+        self.positions = model.env["memory.batch.position"].sudo()
+        self.total = model.search_count(domain + [("id", ">", self.start_after)])
+        self.progress_log = RateLimitedLog(PROGRESS_LOG_INTERVAL)
+        self.started = time.monotonic()
+        self.traced = set()  # exception types whose traceback was logged in this run
+
+    def fetch_ids(self, after_id, limit):
+        if self.one_batch and after_id != self.start_after:
+            return []  # 18.0's Run Manually: one batch, see _batch_process
+        return self.model.search(self.domain + [("id", ">", after_id)], order="id", limit=limit).ids
+
+    def count_remaining(self, after_id):
+        return self.model.search_count(self.domain + [("id", ">", after_id)])
+
+    def process(self, ids):
+        self.callback(self.records.browse(ids))
+
+    def on_failure(self, record_id, exc):
+        """One line per failed record; the traceback once per exception type and run."""
+        first = type(exc) not in self.traced
+        self.traced.add(type(exc))
+        _logger.error(
+            "%s(%s) failed in batch callback %s: %s: %s",
+            self.model._name,
+            record_id,
+            self.name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc if first else None,
+        )
+
+    def new_transaction(self, attempt):
+        """After a concurrency error: a new transaction (and snapshot) for attempt ``attempt``."""
+        if not self.commit:
+            return False  # no new snapshot inside the test's (or the request's) transaction
+        # The batches before are committed; this one was rolled back by its savepoint. A new
+        # transaction sees the concurrent writer's commit.
+        self.env.cr.rollback()
+        time.sleep(CONFLICT_BACKOFF * attempt)
+        return True
+
+    def after_batch(self, result, ids):
+        """Once per batch: position, progress, the commit, side effects, hygiene, a progress line."""
+        self.env.cr.flush()
+        if self.key:
+            self.positions._save(self.key, result.last_id, self.model._name, self.cron)
+        handed = result.processed + len(result.failed_ids)
+        remaining = max(self.total - handed, 0)
+        if self.progress:
+            compat.report_cron_progress(self.progress, len(ids), remaining)
+        self.model._batch_commit_step(self.commit)
+        if self.after_commit is not None:
+            failed = set(result.failed_ids)
+            self.after_commit(self.records.browse([i for i in ids if i not in failed]))
+        self.env.invalidate_all()
+        if self.gc_collect:
+            gc.collect()
+        if self.progress_log.due():
+            elapsed = max(time.monotonic() - self.started, 1e-6)
+            _logger.info(
+                "%s %s: batch %s, %s done, %s remaining, %.0f records/s, RSS %.0f MiB",
+                self.model._name,
+                self.name,
+                result.batches,
+                handed,
+                remaining,
+                handed / elapsed,
+                procmem.rss() / procmem.MIB,
+            )

@@ -193,3 +193,21 @@ class TestBatchInCron(BatchCase):
         # 8 s of budget (80 % of 10 s) from the job's start, 3 s per batch: 2 batches in all.
         self.assertEqual(batches, [2] + [0] * 9)
         self.assertLessEqual(elapsed.timestamp() - 1767225600, 8)
+
+    def test_run_manually_keeps_the_job_lock(self):
+        """18.0's Run Manually holds the job's lock in the request: one batch, no commit, re-trigger."""
+        records = self.make_records(12)
+        cron = self.make_cron("model._cron_touch_todo(batch_size=5)", user=self.env.ref("base.user_root"))
+        if compat.MAJOR >= 19:
+            self.skipTest("19.0's Run Manually runs the job like the cron worker, on a cursor of its own")
+        with (
+            patch.object(compat, "in_test_mode", return_value=False),
+            patch.object(type(self.env.cr), "commit") as commit,
+            self.small_soft_limit(),
+        ):
+            self.run_manually(cron)
+        self.assertEqual(commit.call_count, 0, "the lock is released only when the request ends")
+        self.assertEqual(records.mapped("value"), [1] * 5 + [0] * 7)
+        self.assertEqual(len(self.triggers(cron)), 1, "the cron worker does the rest")
+        position = self.env["memory.batch.position"].search([("cron_id", "=", cron.id)])
+        self.assertEqual(position.last_id, records[4].id)

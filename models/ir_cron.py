@@ -4,7 +4,7 @@ import os
 import traceback
 
 from odoo import SUPERUSER_ID, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 from .. import compat
 from ..core import batching, leakprof, params
@@ -75,6 +75,9 @@ class IrCron(models.Model):
     memory_leak_reason = fields.Char(string="Memory verdict", readonly=True, copy=False)
     memory_run_ids = fields.One2many("memory.cron.run", "cron_id", string="Profiled runs", readonly=True)
     memory_run_count = fields.Integer(string="Memory runs", compute="_compute_memory_run_count")
+    memory_failure_count = fields.Integer(
+        string="Failed records", compute="_compute_memory_failure_count", groups="base.group_system"
+    )
 
     @api.depends("memory_run_ids")
     def _compute_memory_run_count(self):
@@ -83,6 +86,15 @@ class IrCron(models.Model):
         )
         for cron in self:
             cron.memory_run_count = counts.get(cron, 0)
+
+    def _compute_memory_failure_count(self):
+        counts = dict(
+            self.env["memory.batch.failure"]._read_group(
+                [("cron_id", "in", self.ids)], ["cron_id"], ["__count"]
+            )
+        )
+        for cron in self:
+            cron.memory_failure_count = counts.get(cron, 0)
 
     @api.constrains("memory_profile_every")
     def _check_memory_profile_every(self):
@@ -310,6 +322,16 @@ class IrCron(models.Model):
         action["domain"] = [("cron_id", "=", self.id)]
         action["context"] = {"default_cron_id": self.id, "search_default_cron_id": self.id}
         action["display_name"] = self.env._("Profiled runs of %s", self.cron_name or self.name)
+        return action
+
+    def action_memory_open_failures(self):
+        """The records that failed in this action's batched runs (Settings admins only)."""
+        if not self.env.is_system():
+            raise AccessError(self.env._("Failed batch records are for Settings administrators only."))
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("memory_hygiene.memory_batch_failure_action")
+        action["domain"] = [("cron_id", "=", self.id)]
+        action["display_name"] = self.env._("Failed records of %s", self.cron_name or self.name)
         return action
 
     def action_memory_open_graph(self):

@@ -356,6 +356,11 @@ class _BatchRun:
         self.gc_collect = options["gc_collect"]
         # Technical bookkeeping, whoever runs the cron.
         self.positions = model.env["memory.batch.position"].sudo()
+        self.failures = model.env["memory.batch.failure"].sudo()
+        self.pending = []  # (record id, exception) isolated in the current batch
+        if self.key and (skipped := self.failures._failed_ids(self.key)):
+            # Failed before in this run: not handed again (nor bisected) until an admin retries them.
+            self.domain = domain = [*domain, ("id", "not in", skipped)]
         self.total = model.search_count(domain + [("id", ">", self.start_after)])
         self.progress_log = RateLimitedLog(PROGRESS_LOG_INTERVAL)
         self.started = time.monotonic()
@@ -376,6 +381,7 @@ class _BatchRun:
         """One line per failed record; the traceback once per exception type and run."""
         first = type(exc) not in self.traced
         self.traced.add(type(exc))
+        self.pending.append((record_id, exc))
         _logger.error(
             "%s(%s) failed in batch callback %s: %s: %s",
             self.model._name,
@@ -401,6 +407,9 @@ class _BatchRun:
         self.env.cr.flush()
         if self.key:
             self.positions._save(self.key, result.last_id, self.model._name, self.cron)
+            if self.pending:
+                self.failures._record(self.key, self.model._name, self.cron, self.pending)
+        self.pending = []
         handed = result.processed + len(result.failed_ids)
         remaining = max(self.total - handed, 0)
         if self.progress:

@@ -5,6 +5,7 @@ from unittest.mock import patch
 import psutil
 from freezegun import freeze_time
 
+from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tools import config
 
@@ -12,6 +13,8 @@ from odoo.addons.memory_hygiene import compat
 from odoo.addons.memory_hygiene.core import batching
 
 from .common import BatchCase
+
+MIXIN_LOGGER = "odoo.addons.memory_hygiene.models.memory_batch_mixin"
 
 MIB = 1024 * 1024
 
@@ -211,3 +214,44 @@ class TestBatchInCron(BatchCase):
         self.assertEqual(len(self.triggers(cron)), 1, "the cron worker does the rest")
         position = self.env["memory.batch.position"].search([("cron_id", "=", cron.id)])
         self.assertEqual(position.last_id, records[4].id)
+
+    def test_failed_records_are_kept_skipped_and_retried(self):
+        records = self.make_records(8)
+        records[2].poison = True
+        cron = self.make_cron("model._cron_touch_todo()")
+        model, _progress = self.cron_env_record(cron)
+        handed = []
+
+        def close(batch):
+            handed.extend(batch.ids)
+            batch.write({"state": "done"})
+            if batch.filtered("poison"):
+                raise ValueError("cannot close a poisoned record")
+
+        todo = [("state", "=", "todo")]
+        with self.assertLogs(MIXIN_LOGGER, "ERROR"):
+            first = model._batch_process(todo, close, batch_size=4)
+        self.assertEqual(first["failed_ids"], records[2].ids)
+        failures = self.env["memory.batch.failure"].search([("cron_id", "=", cron.id)])
+        self.assertEqual(
+            [(f.res_model, f.res_id, f.exception_type, f.message) for f in failures],
+            [("test.memory.batch.record", records[2].id, "ValueError", "cannot close a poisoned record")],
+        )
+        self.assertEqual(cron.memory_failure_count, 1)
+
+        handed.clear()
+        second = model._batch_process(todo, close, batch_size=4)
+        self.assertEqual(
+            (second["processed"], second["failed_ids"], handed), (0, [], []), "skipped, not bisected"
+        )
+
+        with self.assertRaises(AccessError):
+            failures.with_user(self.user).action_retry()
+        action = cron.action_memory_open_failures()
+        self.assertEqual(self.env["memory.batch.failure"].search(action["domain"]), failures)
+        records[2].poison = False
+        failures.action_retry()
+        self.assertFalse(failures.exists())
+        self.assertEqual(len(self.triggers(cron)), 1, "the cron runs again")
+        third = model._batch_process(todo, close, batch_size=4)
+        self.assertEqual((third["processed"], handed), (1, records[2].ids))

@@ -36,8 +36,11 @@ PROGRESS_LOG_INTERVAL = 10.0
 #: Seconds to wait before retrying a batch that met a concurrent transaction, times the attempt.
 CONFLICT_BACKOFF = 0.2
 
-#: Share of ``limit_time_cpu`` (percent, at least 1 s) kept free after a cron run's last batch.
+#: Share of ``limit_time_cpu`` (percent, at least CPU_MARGIN_MIN seconds) kept free after a cron
+#: run's last batch: Odoo's work after the job, and batches that cost more than the dearest so far
+#: (on a loaded host a batch's system time varies).
 CPU_MARGIN_SHARE = 10
+CPU_MARGIN_MIN = 2.0
 
 #: The most expensive batch seen per resume key in this process (a new job's first prediction).
 _COST_FIELDS = ("max_batch_seconds", "max_batch_cpu", "max_batch_mb", "batches_seen")
@@ -192,6 +195,9 @@ class MemoryBatchMixin(models.AbstractModel):
         if manual_18 and result.remaining:
             result.stop_reason = STOP_RUN_MANUALLY
 
+        if not result.batches and progress and result.remaining:
+            # Nothing done in this call: say what is left, so Odoo's loop knows the job is not finished.
+            compat.report_cron_progress(progress, 0, result.remaining)
         if result.stop_reason == STOP_DONE:
             if key:
                 positions._clear(key)
@@ -278,7 +284,7 @@ class MemoryBatchMixin(models.AbstractModel):
             setattr(budget, name, value)
         cpu_limit = config.get("limit_time_cpu") or 0
         if cpu_limit > 0:
-            budget.cpu_margin = max(1.0, cpu_limit * CPU_MARGIN_SHARE / 100)
+            budget.cpu_margin = max(CPU_MARGIN_MIN, cpu_limit * CPU_MARGIN_SHARE / 100)
             # Odoo sets RLIMIT_CPU to int(CPU used + limit_time_cpu) before each round.
             budget.cpu_fresh = cpu_limit - 1.5
         if job.get("end_time"):

@@ -1,11 +1,13 @@
 """The batch mixin in a real prefork server's cron worker, under Odoo's own CPU limit."""
 
+import re
+
 from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
 
-RECORDS = 80  # 0.1 s of CPU each (test model's _cron_burn_cpu): 8 s of CPU in all, 0.5 s per batch
-LIMIT_TIME_CPU = 5  # seconds of CPU per unit of work of a worker (RLIMIT_CPU): several runs needed
+RECORDS = 120  # 0.1 s of CPU each (test model's _cron_burn_cpu): 12 s of CPU in all, 0.5 s per batch
+LIMIT_TIME_CPU = 8  # seconds of CPU per unit of work of a worker (RLIMIT_CPU): several runs needed
 
 
 @tagged("post_install", "-at_install")
@@ -49,7 +51,9 @@ class TestBatchUnderCpuLimit(TransactionCase):
         log = server.log()
         self.assertEqual(values, {1: RECORDS}, "each record processed exactly once")
         self.assertNotIn("CPU time limit", log, "the cron worker was never killed by RLIMIT_CPU")
-        self.assertIn("_cron_burn_cpu.<locals>.burn: cpu after", log, "runs stopped before the CPU limit")
+        # Stopped before the CPU limit ("cpu"), or on 19.0 often first at the end of the job's
+        # time in Odoo's cron loop ("time"): in several runs either way.
+        self.assertGreater(len(re.findall(r"_cron_burn_cpu.<locals>.burn: (?:cpu|time) after [1-9]", log)), 1)
 
     def switch_off(self, db, cron_id):
         with db_cursor(db) as cr:

@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 
 import psutil
 
-
 MIB = 1024 * 1024
 
 #: Frames that are never a job's own allocations: tracemalloc's bookkeeping

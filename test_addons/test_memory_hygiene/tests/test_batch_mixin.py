@@ -338,3 +338,34 @@ class TestBatchMixin(BatchCase):
     def test_positions_are_for_admins_only(self):
         with self.assertRaises(AccessError):
             self.env["memory.batch.position"].with_user(self.user).search([])
+
+    def test_lost_connection_or_cancelled_query_stops_the_run(self):
+        """Not a bad record: raised at once, nothing logged as failed, nothing kept as failed."""
+        import psycopg2.errors
+
+        records = self.make_records(6)
+        for error in (
+            psycopg2.OperationalError("server closed the connection unexpectedly"),
+            psycopg2.errors.QueryCanceled("canceling statement due to user request"),
+        ):
+            calls = []
+            with (
+                self.subTest(error=type(error).__name__),
+                self.assertRaises(type(error)),
+                self.assertNoLogs(MIXIN_LOGGER, "ERROR"),
+            ):
+                self.Record._batch_process(
+                    [("id", "in", records.ids)], _raiser(error, calls), batch_size=3, resume_key="mh-lost"
+                )
+            self.assertEqual(calls, [records[:3].ids], "no record retried alone")
+        self.assertFalse(self.env["memory.batch.failure"].sudo().search([("key", "=", "mh-lost")]))
+
+
+def _raiser(error, calls):
+    """A batch callback that notes its batch in ``calls`` and raises ``error``."""
+
+    def close(batch):
+        calls.append(batch.ids)
+        raise error
+
+    return close

@@ -14,6 +14,7 @@
         "data/ir_cron_data.xml",
         "views/menus.xml",
         "views/memory_batch_position_views.xml",
+        "views/memory_batch_failure_views.xml",
         "views/memory_diagnostics_process_views.xml",
         "views/memory_diagnostics_finding_views.xml",
         "views/memory_diagnostics_pg_figure_views.xml",

@@ -9,13 +9,19 @@ import os
 import socket
 import sys
 import threading
+import time
+import weakref
 from collections import Counter
 
 import psutil
+import psycopg2
+import psycopg2.errors
 
 import odoo
 from odoo import models, release
 from odoo.tools import config, constants, sql
+
+from .core import batching, procmem
 
 _logger = logging.getLogger(__name__)
 
@@ -44,43 +50,114 @@ def create_unique_index(cr, name, table, expressions):
     return sql.create_unique_index(cr, name, table, expressions)
 
 
-def current_cron(env):
-    """The scheduled action whose run this environment belongs to, or an empty recordset.
+def is_domain(value):
+    """True for 19.0's ``Domain`` objects (``list(value)`` gives its conditions); False on 18.0."""
+    if MAJOR < 19:
+        return False
+    from odoo.fields import Domain
 
-    Scheduled runs carry ``cron_id`` in their context on both series. 18.0's
-    "Run Manually" (``method_direct_trigger``) only adds a progress record, so
-    the cron is found through it.
-    """
-    cron_model = env["ir.cron"].sudo()
-    if cron_id := env.context.get("cron_id"):
-        return cron_model.browse(cron_id).exists()
-    if progress_id := env.context.get("ir_cron_progress_id"):
-        return env["ir.cron.progress"].sudo().browse(progress_id).exists().cron_id
-    return cron_model
+    return isinstance(value, Domain)
 
 
-def report_cron_progress(env, processed, remaining, *, commit):
-    """Tell Odoo's cron machinery how far a run is, through the series' own API.
+def job_progress(env, cron):
+    """The ``ir.cron.progress`` record of the run of ``cron`` under way, or an empty recordset.
 
-    ``processed`` is the number of records handled since the last report,
-    ``remaining`` how many are left. Commits when ``commit`` is true, whether
-    or not a cron run is under way (19.0's ``_commit_progress`` always commits).
-    Under the test runner (``commit=False``) the progress record gets the same
-    values without a commit.
+    ``_add_progress`` puts its id in the run's context (both series); it is used
+    only when it belongs to ``cron``, the scheduled run the job machinery marked.
     """
     # Progress records belong to the cron machinery, whichever user the cron runs as.
-    cron_model = env["ir.cron"].sudo()
     progress = env["ir.cron.progress"].sudo().browse(env.context.get("ir_cron_progress_id")).exists()
+    if not cron or progress.cron_id != cron:
+        return env["ir.cron.progress"].sudo()
+    return progress
+
+
+def report_cron_progress(progress, processed, remaining):
+    """Add ``processed`` to the done count of ``progress`` and set ``remaining``; never commits.
+
+    18.0's ``_notify_progress`` sets the same two values. 19.0's ``_commit_progress``
+    also commits: the mixin commits in its own named step instead
+    (``_batch_commit_step``), and reads the time 19.0's call would return from
+    the job itself (``cron_end_time``).
+    """
     if MAJOR >= 19:
-        if commit:
-            cron_model._commit_progress(processed, remaining=remaining)
-        elif progress:
-            progress.write({"done": progress.done + processed, "remaining": remaining})
+        progress.write({"done": progress.done + processed, "remaining": remaining})
         return
-    if progress:
-        cron_model._notify_progress(done=progress.done + processed, remaining=remaining)
-    if commit:
-        env.cr.commit()  # the batch is done: make it (and its progress) durable
+    cron_model = progress.env["ir.cron"].with_context(ir_cron_progress_id=progress.id)
+    cron_model._notify_progress(done=progress.done + processed, remaining=remaining)
+
+
+def job_end_time(env):
+    """19.0: the monotonic time after which the cron loop calls a job's action no more; else None."""
+    return env.context.get("cron_end_time") if MAJOR >= 19 else None
+
+
+def run_mode(manual=False):
+    """Where a scheduled run executes, for its real-time limit (see ``core.procmem.real_time_limit``).
+
+    A request (18.0's Run Manually; 19.0's runs the job in the request too) has
+    ``limit_time_real``; a prefork cron worker, a threaded cron thread (and
+    scripts, tests) their cron limits.
+    """
+    from odoo.http import request
+
+    if manual or request:
+        return procmem.HTTP
+    return procmem.PREFORK_CRON if server_info()["mode"] == "prefork" else procmem.THREADED_CRON
+
+
+def job_info(cr, cron_id):
+    """The dict that describes the job of ``cron_id`` on ``cr``, the same for each of its calls.
+
+    Odoo calls a job's action up to 10 times on the job's cursor (18.0; 19.0: at
+    least 10 times or 10 s), and the real-time limit covers all of them:
+    ``started`` is ``time.monotonic()`` when that limit began counting, from
+    ``thread.start_time`` in a threaded server's cron thread (Odoo sets it for
+    the round of jobs), else from the job's first call. The dict dies with the cursor.
+    """
+    import threading
+
+    jobs = _JOBS.setdefault(cr, {})
+    if cron_id not in jobs:
+        thread_start = getattr(threading.current_thread(), "start_time", None)
+        started = time.monotonic()
+        if thread_start:
+            started -= max(time.time() - thread_start, 0.0)
+        jobs[cron_id] = {"started": started}
+    return jobs[cron_id]
+
+
+# What each job learnt so far, by the job's cursor (it dies with the job).
+_JOBS = weakref.WeakKeyDictionary()
+
+
+#: Raised when a batch's savepoint is gone: the callback committed or rolled back.
+SAVEPOINT_LOST = psycopg2.errors.InvalidSavepointSpecification
+
+#: A concurrent transaction: retried in a new one (REPEATABLE READ keeps the snapshot).
+_CONFLICTS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+)
+#: Lost connection, cancelled query, broken transaction: nothing to isolate.
+_FATAL = (
+    SAVEPOINT_LOST,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    psycopg2.errors.InFailedSqlTransaction,
+)
+
+
+def classify_batch_fault(exc):
+    """Kind of fault of an exception raised by a batch (``core.batching.FAULT_*``)."""
+    if isinstance(exc, MemoryError):
+        return batching.FAULT_MEMORY
+    if isinstance(exc, _CONFLICTS):
+        return batching.FAULT_CONFLICT
+    if isinstance(exc, _FATAL):
+        return batching.FAULT_FATAL
+    return batching.FAULT_RECORD
 
 
 def server_info():

@@ -40,12 +40,43 @@ def rss(process=None):
     return (process or this_process()).memory_info().rss
 
 
-def cron_budget(config, *, memory_share=80, time_share=80):
-    """Default budgets of a batched run inside a cron worker, from odoo.conf.
+#: Where a batched run executes, for the real-time limit that applies to it.
+PREFORK_CRON = "prefork_cron"  # a cron worker of a prefork server
+THREADED_CRON = "threaded_cron"  # a cron thread of a threaded server (or no server: scripts, tests)
+HTTP = "http"  # a request: 18.0's "Run Manually", either mode
+
+
+def real_time_limit(config, mode=PREFORK_CRON):
+    """Seconds of wall time Odoo allows a run in ``mode``, or ``None`` for no limit.
+
+    Odoo's own rules: a prefork cron worker's watchdog is ``limit_time_real_cron``,
+    ``-1`` meaning ``limit_time_real`` and ``0`` no limit; a threaded server applies
+    ``limit_time_real_cron`` to cron threads only when it is above 0, and
+    ``limit_time_real`` otherwise; a request has ``limit_time_real``.
+
+    >>> conf = {"limit_time_real": 120, "limit_time_real_cron": 0}
+    >>> real_time_limit(conf, PREFORK_CRON), real_time_limit(conf, THREADED_CRON), real_time_limit(conf, HTTP)
+    (None, 120, 120)
+    >>> real_time_limit({"limit_time_real": 120, "limit_time_real_cron": -1}, PREFORK_CRON)
+    120
+    """
+    real = config.get("limit_time_real") or 0
+    cron = config.get("limit_time_real_cron")
+    if mode == PREFORK_CRON:
+        limit = real if cron is None or cron == -1 else cron
+    elif mode == THREADED_CRON:
+        limit = cron if cron and cron > 0 else real
+    else:
+        limit = real
+    return limit if limit and limit > 0 else None
+
+
+def cron_budget(config, *, memory_share=80, time_share=80, mode=PREFORK_CRON):
+    """Default budgets of a batched run inside a cron run, from odoo.conf.
 
     ``config`` maps Odoo's option names to values (``odoo.tools.config``).
     Returns ``(max_seconds, memory_limit_mb)``, each ``None`` where the server
-    sets no limit. Shares are in percent.
+    sets no limit. Shares are in percent; ``mode`` as for :func:`real_time_limit`.
 
     >>> cron_budget({"limit_memory_soft": 2048 * MIB, "limit_time_real_cron": -1,
     ...              "limit_time_real": 120})
@@ -55,9 +86,38 @@ def cron_budget(config, *, memory_share=80, time_share=80):
     """
     soft = config.get("limit_memory_soft") or 0
     memory_limit_mb = round(soft * memory_share / 100 / MIB, 1) if soft > 0 else None
-    # Odoo: limit_time_real_cron -1 means "use limit_time_real", 0 means no limit.
-    real = config.get("limit_time_real_cron")
-    if real is None or real < 0:
-        real = config.get("limit_time_real") or 0
-    max_seconds = round(real * time_share / 100, 1) if real and real > 0 else None
+    real = real_time_limit(config, mode)
+    max_seconds = round(real * time_share / 100, 1) if real else None
     return max_seconds, memory_limit_mb
+
+
+def cpu_time():
+    """CPU seconds this process has used (user + system), what ``RLIMIT_CPU`` counts."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds_left():
+    """CPU seconds left before ``RLIMIT_CPU`` (SIGXCPU), or ``None`` without a limit.
+
+    A prefork worker sets it to its CPU time so far + ``limit_time_cpu`` before
+    each unit of work (``Worker.check_limits``): reading it is reading what Odoo set.
+    """
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return soft - cpu_time()
+
+
+def address_space_limit_mb():
+    """The soft ``RLIMIT_AS`` in MiB (Odoo's ``limit_memory_hard``), or ``None``."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return soft / MIB

@@ -1,5 +1,6 @@
 from . import memory_batch_mixin
 from . import memory_batch_position
+from . import memory_batch_failure
 from . import memory_snapshot
 from . import memory_host
 from . import memory_cron_run

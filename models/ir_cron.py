@@ -10,7 +10,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access, compat
-from ..core import accounting, leakprof, params
+from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
 from . import memory_cron_run
@@ -127,6 +127,9 @@ class IrCron(models.Model):
     memory_fds_kept = fields.Integer(
         string="Files kept open", compute="_compute_memory_growth", help="Over the last 24 hours."
     )
+    memory_failure_count = fields.Integer(
+        string="Failed records", compute="_compute_memory_failure_count", groups="base.group_system"
+    )
 
     @api.depends("memory_run_ids")
     def _compute_memory_run_count(self):
@@ -147,6 +150,15 @@ class IrCron(models.Model):
             cron.memory_growth_share = shares.get(cron.id, 0.0)
             cron.memory_fds_kept = figures["fds_kept"]
 
+    def _compute_memory_failure_count(self):
+        counts = dict(
+            self.env["memory.batch.failure"]._read_group(
+                [("cron_id", "in", self.ids)], ["cron_id"], ["__count"]
+            )
+        )
+        for cron in self:
+            cron.memory_failure_count = counts.get(cron, 0)
+
     @api.constrains("memory_profile_every")
     def _check_memory_profile_every(self):
         for cron in self:
@@ -164,12 +176,28 @@ class IrCron(models.Model):
 
     def _callback(self, cron_name, server_action_id):
         """Every run of a scheduled action (both series; 19.0's "Run Manually" too; each of a job's calls)."""
-        plan = self._memory_run_plan(server_action_id)
-        if plan is None:
-            return super()._callback(cron_name, server_action_id)
-        # What the run's transaction holds until it ends is not what the run keeps: measure after it.
-        plan["after_transaction"] = True
-        return self._memory_run(plan, super()._callback, cron_name, server_action_id)
+        with self._memory_running_job():
+            plan = self._memory_run_plan(server_action_id)
+            if plan is None:
+                return super()._callback(cron_name, server_action_id)
+            # What the run's transaction holds until it ends is not what the run keeps: measure after it.
+            plan["after_transaction"] = True
+            return self._memory_run(plan, super()._callback, cron_name, server_action_id)
+
+    def _memory_running_job(self, manual=False):
+        """Mark what runs in the block as this job's run, on this cursor (read by memory.batch.mixin).
+
+        The job machinery's own values (cursor, start, 19.0's end of the job's
+        loop): a caller's context cannot make a call a scheduled run.
+        """
+        self.ensure_one()
+        return batching.running_job(
+            compat.job_info(self.env.cr, self.id),
+            cron_id=self.id,
+            cursor=self.env.cr,
+            manual=manual,
+            end_time=compat.job_end_time(self.env),
+        )
 
     def method_direct_trigger(self):
         """18.0's "Run Manually" runs the server action without ``_callback``: account it here.
@@ -183,14 +211,15 @@ class IrCron(models.Model):
             return super().method_direct_trigger()
         self.ensure_one()
         plan = self._memory_run_plan(self.ir_actions_server_id.id)
-        if plan is None:
-            return super().method_direct_trigger()
-        try:
-            result = self._memory_run(plan, super().method_direct_trigger)
-        except Exception:
-            # The request's transaction is rolled back: the run is stored in one of its own.
-            self._memory_after_job(independent=True)
-            raise
+        with self._memory_running_job(manual=True):
+            if plan is None:
+                return super().method_direct_trigger()
+            try:
+                result = self._memory_run(plan, super().method_direct_trigger)
+            except Exception:
+                # The request's transaction is rolled back: the run is stored in one of its own.
+                self._memory_after_job(independent=True)
+                raise
         # This cursor holds the job's lock (_try_lock): the place to store the run.
         self._memory_after_job()
         return result
@@ -530,6 +559,15 @@ class IrCron(models.Model):
         action["domain"] = [("cron_id", "=", self.id)]
         action["context"] = {"default_cron_id": self.id, "search_default_cron_id": self.id}
         action["display_name"] = self.env._("Profiled runs of %s", self.cron_name or self.name)
+        return action
+
+    def action_memory_open_failures(self):
+        """The records that failed in this action's batched runs (Settings admins only)."""
+        access.check_admin(self.env)
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("memory_hygiene.memory_batch_failure_action")
+        action["domain"] = [("cron_id", "=", self.id)]
+        action["display_name"] = self.env._("Failed records of %s", self.cron_name or self.name)
         return action
 
     def action_memory_open_graph(self):

@@ -1,4 +1,11 @@
+import logging
+import time
+
 from odoo import api, fields, models
+
+from odoo.addons.memory_hygiene.core import procmem
+
+_logger = logging.getLogger(__name__)
 
 
 class TestMemoryBatchRecord(models.Model):
@@ -45,3 +52,24 @@ class TestMemoryBatchRecord(models.Model):
             record.state = "done"
         self.env.flush_all()
         return total
+
+    # A scheduled action whose every record fails alike: the external service it calls is down.
+    @api.model
+    def _cron_call_dead_service(self, batch_size=10):
+        def call(batch):
+            raise ConnectionRefusedError("the external service is down")
+
+        return self._batch_process([("state", "=", "todo")], call, batch_size=batch_size)
+
+    # A CPU-bound scheduled action: 0.1 s of CPU per record, batches of 5 (the case, smaller).
+    @api.model
+    def _cron_burn_cpu(self, seconds_per_record=0.1, batch_size=5):
+        def burn(batch):
+            _logger.info("burn: batch of %s, CPU left %s s", len(batch), procmem.cpu_seconds_left())
+            for record in batch:
+                started = time.process_time()
+                while time.process_time() - started < seconds_per_record:
+                    pass
+                record.write({"state": "done", "value": record.value + 1})
+
+        return self._batch_process([("state", "=", "todo")], burn, batch_size=batch_size)

@@ -4,6 +4,7 @@ from odoo import fields
 from odoo.tests.common import TransactionCase, new_test_user
 
 from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene.core import batching
 
 #: The modules of a real server that runs this test addon's crons and routes.
 USER_ADDON = ("memory_hygiene", "test_memory_hygiene")
@@ -41,8 +42,15 @@ class BatchCase(TransactionCase):
         )
 
     def cron_env_record(self, cron):
-        """The test model as a scheduled run of ``cron`` sees it (context and progress)."""
+        """The test model as a scheduled run of ``cron`` sees it (context, progress, job marker).
+
+        For the rest of the test, calls on this cursor are the run of ``cron``,
+        as ``ir.cron._callback`` marks them.
+        """
         _cron, progress = cron.sudo().with_context(cron_id=cron.id)._add_progress()
+        marker = batching.running_job(cron_id=cron.id, cursor=self.env.cr, manual=False)
+        marker.__enter__()
+        self.addCleanup(marker.__exit__, None, None, None)
         return self.Record.with_context(cron_id=cron.id, ir_cron_progress_id=progress.id), progress
 
     def make_job_cron(self, method, **vals):

@@ -144,7 +144,7 @@ def open_page(client):
     return page_id, {(line["kind"], line["pid"]): line["id"] for line in lines}
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestDiagnosticsTwoDatabases(TransactionCase):
     """A server of two databases: the admin of one acts on it only, unless the operator allows more."""
 

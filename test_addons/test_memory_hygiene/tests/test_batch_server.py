@@ -6,14 +6,16 @@ from odoo.tests import TransactionCase, tagged
 
 from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
 
+from .common import USER_ADDON
+
 RECORDS = 120  # 0.1 s of CPU each (test model's _cron_burn_cpu): 12 s of CPU in all, 0.5 s per batch
 LIMIT_TIME_CPU = 8  # seconds of CPU per unit of work of a worker (RLIMIT_CPU): several runs needed
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestBatchUnderCpuLimit(TransactionCase):
     def test_cpu_bound_cron_finishes_over_several_runs_without_being_killed(self):
-        db = server_database()
+        db = server_database(USER_ADDON)
         with db_cursor(db) as cr:
             cr.execute("DELETE FROM test_memory_batch_record")
             cr.execute(

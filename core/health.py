@@ -46,7 +46,8 @@ def machine_problems(found, min_available_pct, max_pressure):
     a memory pressure (PSI some avg10, %) above ``max_pressure``. A threshold of 0 checks nothing;
     a figure the machine does not expose is never a problem.
 
-    >>> from core.machine import Figure, Machine
+    >>> from importlib import import_module  # core.machine, however this package is named
+    >>> Figure, Machine = (getattr(import_module(".machine", __package__), n) for n in ("Figure", "Machine"))
     >>> GiB = 1024 ** 3
     >>> tight = Machine(Figure(2, "container CPU quota", "cpus"), Figure(4 * GiB, "container limit"),
     ...                 Figure(GiB / 4, "container limit minus its working set"),

@@ -115,8 +115,6 @@ def job_info(cr, cron_id):
     ``thread.start_time`` in a threaded server's cron thread (Odoo sets it for
     the round of jobs), else from the job's first call. The dict dies with the cursor.
     """
-    import threading
-
     jobs = _JOBS.setdefault(cr, {})
     if cron_id not in jobs:
         thread_start = getattr(threading.current_thread(), "start_time", None)

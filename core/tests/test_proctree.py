@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -79,10 +80,8 @@ def worker_with_helper():
     for proc in (own_helper, worker):
         proc.kill()
         proc.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):  # ended already: nothing left to kill
         os.kill(helper_pid, 9)
-    except ProcessLookupError:
-        pass
 
 
 def test_programs_started_by_odoo_processes_are_helpers_of_them(worker_with_helper):

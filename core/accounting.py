@@ -29,13 +29,14 @@ macOS, glibc before 2.33) the charge falls back to RSS.
 """
 
 import ctypes
-import ctypes.util
 import os
 import sys
 import time
 import tracemalloc
 
 import psutil
+
+from . import heap
 
 MIB = 1024 * 1024
 
@@ -77,18 +78,7 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-def _load_mallinfo2():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        func = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = []
-    func.restype = _Mallinfo2
-    return func
-
-
-_mallinfo2 = _load_mallinfo2()
+_mallinfo2 = heap.libc_function("mallinfo2", [], _Mallinfo2)
 
 
 def heap_in_use():

@@ -85,15 +85,21 @@ def human_size(size):
     return f"{value:.1f} GiB"
 
 
-def malloc_trim():
-    """Call glibc's ``malloc_trim(0)``; ``None`` where the C library has none (musl, macOS)."""
+def libc_function(name, argtypes, restype):
+    """The C library's function ``name`` typed for ctypes; ``None`` where it has none (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        func = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
+    func.argtypes, func.restype = argtypes, restype
+    return func
+
+
+def malloc_trim():
+    """Call glibc's ``malloc_trim(0)``; ``None`` where the C library has none (musl, macOS)."""
+    trim = libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+    if trim is None:
+        return None
     return bool(trim(0))
 
 

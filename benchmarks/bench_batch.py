@@ -13,7 +13,17 @@ runs four strategies over N records of state ``todo``; each sets
     ``offset += batch``; the loop has no ``tracking_disable``);
 (c) a hand-written keyset loop (``id > last``, by id) with tracking disabled,
     commit and ``invalidate_all()`` per batch;
-(d) the mixin: ``_batch_process(domain, callback, batch_size=batch)``.
+(d) the mixin: ``_batch_process(domain, callback, batch_size=batch)``;
+(p) the mixin with 1 % poison records spread out evenly (every 100th record,
+    the callback raises for it): wall time against (d), callback calls per
+    record (each failing batch is retried record by record), ``failed_ids``;
+(w) the mixin with a concurrent writer: a second connection, in a thread,
+    commits ``UPDATE ... SET value = value`` on a random record of the batch
+    being processed or the next one, ``--writer-rate`` times a second, while
+    the mixin runs. A call that stops on ``"conflict"`` is called again, as
+    the cron's re-trigger would (the domain skips what is done): wall time,
+    records done, ``failed_ids`` (target 0), conflicts retried (callback
+    attempts beyond one per batch), calls of ``_batch_process``.
 
 Each (strategy, N) runs in a fresh subprocess: the data is reset (SQL), the
 process is warmed up (one tracked write, rolled back), then the strategy is
@@ -66,7 +76,12 @@ STRATEGIES = {
     "c": "(c) keyset loop",
     "d": "(d) mixin",
     "z": "(z) nothing (floor)",
+    "p": "(p) mixin, 1 % poison",
+    "w": "(w) mixin, concurrent writer",
 }
+
+#: (p): every POISON_EVERY-th record (from the middle of each hundred) raises in the callback.
+POISON_EVERY = 100
 
 #: Targets of the mixin (d), from the issue.
 TARGET_WALL_RATIO = 1.15
@@ -126,7 +141,96 @@ def run_nothing(env, batch_size):
     """The measurement's own floor: a strategy that does nothing."""
 
 
-RUNNERS = {"a": run_naive, "b": run_offset, "c": run_keyset, "d": run_mixin, "z": run_nothing}
+class PoisonRecord(Exception):
+    """Raised by the callback of (p) for a record whose ``poison`` is set."""
+
+
+def run_poison(env, batch_size):
+    handed = [0]
+
+    def process_poison(records):
+        for record in records:
+            handed[0] += 1
+            if record.poison:
+                raise PoisonRecord(f"poison record {record.id}")
+            record.write({"state": "done", "value": record.value + 1})
+
+    result = env[MODEL]._batch_process(DOMAIN, process_poison, batch_size=batch_size)
+    result["handed"] = handed[0]
+    result["invocations"] = 1
+    return result
+
+
+class ConcurrentWriter(threading.Thread):
+    """Commits updates to records of the batch being processed (or the next) from its own connection."""
+
+    def __init__(self, connection, batch_size, rate):
+        super().__init__(daemon=True)
+        import random
+
+        self.connection = connection
+        self.batch_size = batch_size
+        self.interval = 1.0 / rate
+        self.random = random.Random(10)
+        self.commits = 0
+        self.errors = 0
+        self._done = threading.Event()
+
+    def run(self):
+        with self.connection.cursor() as cr:
+            while not self._done.wait(self.interval):
+                try:
+                    # The first record not committed as done: the batch under way starts there.
+                    cr.execute("SELECT min(id) FROM test_memory_batch_record WHERE state = 'todo'")
+                    first = cr.fetchone()[0]
+                    if first is None:
+                        continue
+                    target = first + self.random.randrange(2 * self.batch_size)
+                    cr.execute("UPDATE test_memory_batch_record SET value = value WHERE id = %s", [target])
+                    self.commits += cr.rowcount
+                except Exception:  # noqa: BLE001 - the writer only disturbs; its errors are counted
+                    self.errors += 1
+
+    def finish(self):
+        self._done.set()
+        self.join()
+
+
+def run_writer(env, batch_size, args=None):
+    writer = ConcurrentWriter(db_connection(args), batch_size, args.writer_rate)
+    writer.start()
+    total = {"processed": 0, "failed_ids": [], "batches": 0, "calls": 0, "stop_reasons": []}
+    try:
+        for _call in range(50):  # a cron re-triggered after "conflict" runs again
+            result = env[MODEL]._batch_process(DOMAIN, process, batch_size=batch_size)
+            for key in ("processed", "failed_ids", "batches", "calls"):
+                total[key] += result[key]
+            total["stop_reasons"].append(result["stop_reason"])
+            if result["stop_reason"] != "conflict":
+                break
+    finally:
+        writer.finish()
+        writer.connection.close()
+    total.update(
+        invocations=len(total["stop_reasons"]),
+        stop_reason=total["stop_reasons"][-1],
+        # No poison here: every callback call beyond one per batch is a conflict retry.
+        conflicts_retried=total["calls"] - total["batches"],
+        writer_commits=writer.commits,
+        writer_errors=writer.errors,
+    )
+    return total
+
+
+RUNNERS = {
+    "a": run_naive,
+    "b": run_offset,
+    "c": run_keyset,
+    "d": run_mixin,
+    "z": run_nothing,
+    "p": run_poison,
+    "w": run_writer,
+}
 
 
 # --------------------------------------------------------------------------
@@ -219,8 +323,10 @@ def db_connection(args):
     return connection
 
 
-def reset_data(connection, count):
+def reset_data(connection, count, poison=False):
     with connection.cursor() as cr:
+        # Failed records are kept and skipped by later runs of the same key: none from a run before.
+        cr.execute("DELETE FROM memory_batch_failure WHERE res_model = %s", [MODEL])
         # Cascades to tracking values, notifications and partner links of these messages.
         cr.execute("DELETE FROM mail_message WHERE model = %s", [MODEL])
         cr.execute("DELETE FROM mail_followers WHERE res_model = %s", [MODEL])
@@ -230,11 +336,11 @@ def reset_data(connection, count):
             """
             INSERT INTO test_memory_batch_record
                    (name, state, value, poison, create_uid, write_uid, create_date, write_date)
-            SELECT 'record ' || i, 'todo', 0, false, 1, 1,
+            SELECT 'record ' || i, 'todo', 0, %s AND i %% %s = %s, 1, 1,
                    now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
               FROM generate_series(1, %s) AS i
             """,
-            [count],
+            [poison, POISON_EVERY, POISON_EVERY // 2, count],
         )
         cr.execute("VACUUM ANALYZE test_memory_batch_record")
         cr.execute("VACUUM ANALYZE mail_message")
@@ -248,11 +354,12 @@ def count_results(connection):
             SELECT count(*),
                    count(*) FILTER (WHERE value >= 1),
                    count(*) FILTER (WHERE value > 1),
-                   count(*) FILTER (WHERE state = 'todo')
+                   count(*) FILTER (WHERE state = 'todo'),
+                   count(*) FILTER (WHERE poison)
               FROM test_memory_batch_record
             """
         )
-        total, processed, twice, left = cr.fetchone()
+        total, processed, twice, left, poisoned = cr.fetchone()
         cr.execute(
             """
             SELECT count(*),
@@ -269,6 +376,7 @@ def count_results(connection):
         "processed": processed,
         "twice": twice,
         "left_todo": left,
+        "poison": poisoned,
         "messages": messages,
         "tracking_messages": tracking_messages,
     }
@@ -297,7 +405,7 @@ def worker(args):
     from odoo.api import SUPERUSER_ID
 
     connection = db_connection(args)
-    reset_data(connection, args.n)
+    reset_data(connection, args.n, poison=args.strategy == "p")
     warm_up(registry)
 
     runner = RUNNERS[args.strategy]
@@ -322,7 +430,10 @@ def worker(args):
         cpu_started = time.process_time()
         started = time.perf_counter()
         try:
-            returned = runner(env, args.batch)
+            if args.strategy == "w":
+                returned = runner(env, args.batch, args)
+            else:
+                returned = runner(env, args.batch)
         except Exception as exc:  # noqa: BLE001 - a benchmark reports a crash, it does not hide it
             error = repr(exc)
             cr.rollback()
@@ -437,6 +548,8 @@ def run_worker(args, strategy, count, run):
         str(args.batch),
         "--result-file",
         result_file,
+        "--writer-rate",
+        str(args.writer_rate),
     ]
     if args.profile:
         command += ["--profile", f"{args.profile}.{strategy}.{count}.{run}.prof"]
@@ -469,6 +582,7 @@ def plan(sizes, naive_max, repeat):
             # c d, d c, c d...: neither always runs right after the other's writes.
             pair = [("c", count, run), ("d", count, run)]
             steps += pair if run % 2 else pair[::-1]
+        steps += [("p", count, 1), ("w", count, 1)]
     return steps
 
 
@@ -602,16 +716,73 @@ def check_targets(series, results):
     return lines, failed
 
 
-def main(argv=None):
+def fault_rows(series, results):
+    """Lines of the table of rows (p) and (w), and how many of their targets failed.
+
+    (p) is set against the median wall time of (d) at the same N (the same run
+    without poison); its targets: every record that is not poison done once,
+    every poison record in ``failed_ids``, no record handed more than twice on
+    average (records the callback looked at, over N; a failed batch attempt
+    stops at its first poison record).
+    (w): every record done once, ``failed_ids`` empty.
+    """
+    lines = [
+        "",
+        f"Rows (p) and (w), series {series}",
+        "",
+        "| N | row | wall s | wall / (d) median | done | failed_ids | records handed / N "
+        "| callback calls | conflicts retried | writer commits | _batch_process calls | stop | result |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    failed = 0
+    for result in results:
+        if result["strategy"] not in "pw":
+            continue
+        count = result["n"]
+        head = f"| {count} | {STRATEGIES[result['strategy']]} "
+        returned = result.get("returned")
+        if result.get("error") or not returned:
+            lines.append(head + f"| **ERROR** {str(result.get('error'))[:80]} | | | | | | | | | | **FAIL** |")
+            failed += 1
+            continue
+        mixin = [r["wall"] for r in ok_runs(results, "d", count)]
+        versus = f"{result['wall'] / statistics.median(mixin):.2f} x" if mixin else "-"
+        failed_ids = len(returned["failed_ids"])
+        if result["strategy"] == "p":
+            per_record = f"{returned['handed'] / count:.2f}"
+            conflicts = writes = "-"
+            ok = (
+                result["processed"] == count - result["poison"]
+                and result["twice"] == 0
+                and failed_ids == result["poison"]
+                and returned["handed"] <= 2 * count
+            )
+        else:
+            per_record = "-"
+            conflicts, writes = returned["conflicts_retried"], returned["writer_commits"]
+            ok = result["processed"] == count and result["twice"] == 0 and failed_ids == 0
+        failed += not ok
+        lines.append(
+            head + f"| {result['wall']:.2f} | {versus} | {result['processed']} | {failed_ids} "
+            f"| {per_record} | {returned['calls']} | {conflicts} | {writes} | {returned['invocations']} "
+            f"| {returned['stop_reason']} | {'PASS' if ok else '**FAIL**'} |"
+        )
+    return lines, failed
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--odoo", required=True, help="Odoo source tree, e.g. /opt/odoo/18.0")
     parser.add_argument("--db", required=True, help="a database of its own: its test records are replaced")
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated record counts")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--writer-rate", type=float, default=5.0, help="(w): updates committed per second by the writer"
+    )
     parser.add_argument("--naive-max", type=int, default=10000, help="largest N the naive loop runs at")
     parser.add_argument("--repeat", type=int, default=5, help="runs of (c) and (d), back to back")
     parser.add_argument(
-        "--strategies", default="abcdz", help="subset of abcdz to run (z: do nothing, the floor)"
+        "--strategies", default="abcdzpw", help="subset of abcdzpw to run (z: do nothing, the floor)"
     )
     parser.add_argument("--create", action="store_true", help="install the addons in --db first")
     parser.add_argument("--http-port", type=int, default=18400, help="for --create")
@@ -629,7 +800,11 @@ def main(argv=None):
     parser.add_argument("--strategy", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     if args.worker:
         worker(args)
@@ -662,8 +837,12 @@ def main(argv=None):
     lines = table(series, results)
     target_lines, failed = check_targets(series, results)
     lines += target_lines
+    fault_lines, fault_failed = fault_rows(series, results)
+    lines += fault_lines
     lines.append("")
     lines.append(f"{failed} target(s) of (d) FAILED" if failed else "All targets of (d) PASS")
+    if fault_lines[5:]:
+        lines.append(f"{fault_failed} row(s) of (p)/(w) FAILED" if fault_failed else "Rows (p) and (w) PASS")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({"series": series, "results": results}, indent=1))

@@ -105,6 +105,39 @@ def _me():
     return _process["process"]
 
 
+#: Where Linux tells a process its own size and open files. ``/proc/self`` is
+#: resolved when opened: each reading opens it again, so a forked worker reads its own.
+_STATM = "/proc/self/statm"
+_FD_DIR = "/proc/self/fd"
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_HAS_PROC = os.path.exists(_STATM) and os.path.isdir(_FD_DIR)
+
+
+def memory():
+    """``(rss, vms)`` of this process in bytes.
+
+    On Linux, read straight from ``/proc/self/statm`` (what psutil reads too,
+    in a fifth of the time: no process object, no named tuple of seven
+    fields); elsewhere from psutil.
+    """
+    if _HAS_PROC:
+        with open(_STATM, "rb") as statm:
+            size, resident = statm.read().split()[:2]
+        return int(resident) * _PAGE_SIZE, int(size) * _PAGE_SIZE
+    info = _me().memory_info()
+    return info.rss, info.vms
+
+
+def fd_count():
+    """Open file descriptors of this process (psutil's count: the listing's own included); None if unknown."""
+    if _HAS_PROC:
+        return len(os.listdir(_FD_DIR))
+    try:
+        return _me().num_fds()
+    except (AttributeError, psutil.Error):
+        return None
+
+
 def read():
     """One reading: ``{clock, cpu, rss, vms, heap, blocks, fds, tracemalloc}`` (seconds, bytes, counts).
 
@@ -114,21 +147,16 @@ def read():
     ``heap`` is ``None`` without ``mallinfo2``; ``fds`` is ``None`` where the
     OS does not tell.
     """
-    process = _me()
-    memory = process.memory_info()
-    try:
-        fds = process.num_fds()
-    except (AttributeError, psutil.Error):
-        fds = None
+    rss, vms = memory()
     times = os.times()
     return {
         "clock": time.perf_counter(),
         "cpu": times.user + times.system,
-        "rss": memory.rss,
-        "vms": memory.vms,
+        "rss": rss,
+        "vms": vms,
         "heap": heap_in_use(),
         "blocks": sys.getallocatedblocks(),
-        "fds": fds,
+        "fds": fd_count(),
         "tracemalloc": tracemalloc.get_tracemalloc_memory(),
     }
 

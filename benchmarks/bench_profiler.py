@@ -33,7 +33,8 @@ run at the median; traced (1 frame) <= 1.05 x bare tracemalloc.
 
 Usage, with the series' own Python::
 
-    python benchmarks/bench_profiler.py --odoo /opt/odoo/18.0 --db bench_prof_18 --create [--repeat 3] [--pairs 10]
+    python benchmarks/bench_profiler.py --odoo /opt/odoo/18.0 --db bench_prof_18 --create \
+        [--repeat 3] [--pairs 10]
 
 It commits (it is not a test) and empties ``test.memory.batch.record`` in the
 database it is given: use a database of its own. It always exits 0; a missed

@@ -189,11 +189,6 @@ class ProfileResult:
         return [format_line(alloc) for alloc in self.top]
 
 
-#: Objects frozen (``gc.freeze``) when this module was imported: 0, or what the interpreter
-#: froze at its start (CPython 3.12 does).
-_FROZEN_AT_IMPORT = gc.get_freeze_count()
-
-
 class TracingBusy(RuntimeError):
     """tracemalloc cannot be had for this run: someone else traces, or another run is traced."""
 
@@ -239,7 +234,6 @@ class LeakProfile:
         self._holders_min, self._roots = holders or (0, dict)
         self._before = None
         self._lease = None
-        self._frozen = False
 
     def start(self):
         # The roots are sized before tracing starts: the scan allocates, and costs more traced.
@@ -254,13 +248,6 @@ class LeakProfile:
             self.fds_before = self._fds()
             tracemalloc.reset_peak()
             self._traced_frames = tracemalloc.get_traceback_limit()
-            # What exists now was not allocated under this trace: frozen (gc.freeze), it is left out
-            # of the collection after the run, which then walks the run's own objects, not the
-            # whole process (0.1 to 0.4 s in an Odoo worker). A freeze made since this module was
-            # imported is someone else's (a preforking server's): then the whole process is walked.
-            if gc.get_freeze_count() in (0, _FROZEN_AT_IMPORT):
-                gc.freeze()
-                self._frozen = True
             self._before = tracemalloc.take_snapshot()
             self._clock = time.perf_counter()
         except BaseException:
@@ -278,7 +265,6 @@ class LeakProfile:
             duration = time.perf_counter() - self._clock
             rss_after = self._rss()
             self._collect()
-            self._unfreeze()
             rss_after_gc = self._rss()
             fds_after = self._fds()
             figures = {
@@ -328,14 +314,8 @@ class LeakProfile:
             found = holders_mod.referrer_chains({(alloc["file"], alloc["line"]) for alloc in top[:3]})
         return found
 
-    def _unfreeze(self):
-        if self._frozen:
-            self._frozen = False
-            gc.unfreeze()
-
     def close(self):
         """End the session without measuring (idempotent); tracing stops with its last user."""
-        self._unfreeze()
         if self._lease is not None:
             self._lease.release()
 

@@ -1,4 +1,3 @@
-import gc
 import tracemalloc
 
 import pytest
@@ -181,31 +180,3 @@ def test_top_allocations_keeps_growth_only():
 
     stats = [Stat(500, 1), Stat(-900, 2), Stat(300, 3), Stat(100, 4)]
     assert [a["line"] for a in leakprof.top_allocations(stats, 2)] == [1, 3]
-
-
-def test_the_runs_cyclic_garbage_is_not_kept_and_the_freeze_is_undone():
-    """The collection after the run sees the run's objects (the rest is frozen meanwhile), and only then."""
-
-    class Node:
-        def __init__(self):
-            self.me = self  # a cycle: only gc.collect() frees it
-            self.payload = bytearray(MIB)
-
-    profile = leakprof.LeakProfile(frames=1, top_n=3).start()
-    frozen = gc.get_freeze_count()
-    garbage = [Node() for _ in range(4)]
-    del garbage
-    result = profile.stop()
-    assert frozen > 0
-    assert gc.get_freeze_count() == 0
-    assert result.traced_growth < MIB, "4 MiB of cycles collected after the run"
-
-
-def test_someone_elses_freeze_is_left_alone():
-    gc.freeze()  # after the module's import: not the interpreter's own
-    try:
-        frozen = gc.get_freeze_count()
-        leakprof.LeakProfile(frames=1).start().close()
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()

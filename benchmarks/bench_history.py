@@ -7,7 +7,9 @@ with memory_hygiene installed, then prints, before and after the roll-up:
 
 - the size of ``memory_snapshot`` and ``memory_snapshot_rollup`` with their
   indexes (after the roll-up and purge, ``VACUUM FULL``: the size of tables
-  that only ever held their retention). Target < 150 MB;
+  that only ever held their retention; ``VACUUM FULL`` is repeated until the
+  size stops shrinking, as a transaction of another database that began before
+  the purge keeps the dead rows). Target < 150 MB;
 - the database time of one metrics scrape: the SQL of
   ``memory.snapshot._scrape_figures`` (what ``/memory_hygiene/metrics`` reads
   from the database; the settings it reads are cached), as Odoo's cursor
@@ -39,6 +41,8 @@ from datetime import timedelta
 from bench_snapshot import setup_odoo
 
 TARGET_MB, TARGET_SCRAPE_MS, TARGET_GRAPH_MS = 150, 20, 200
+#: ``(relation, MB)`` of the last :func:`sizes`, largest first.
+DETAIL = []
 
 GENERATE = """
 INSERT INTO memory_snapshot (
@@ -66,14 +70,32 @@ def sizes(cr):
         "SELECT relname, pg_total_relation_size(oid) / 1048576.0 FROM pg_class"
         " WHERE relname IN ('memory_snapshot', 'memory_snapshot_rollup') ORDER BY relname"
     )
+    # By relation, indexes apart (printed under the table).
+    cr.execute(
+        "SELECT c.relname, pg_relation_size(c.oid) / 1048576.0 FROM pg_class c"
+        " WHERE c.relname LIKE 'memory\\_snapshot%%' AND c.relkind IN ('r', 'i') ORDER BY 2 DESC"
+    )
+    DETAIL[:] = cr.fetchall()
+    cr.execute(
+        "SELECT relname, pg_total_relation_size(oid) / 1048576.0 FROM pg_class"
+        " WHERE relname IN ('memory_snapshot', 'memory_snapshot_rollup') ORDER BY relname"
+    )
     return dict(cr.fetchall())
 
 
-def query_ms(func):
-    """Database time of ``func()`` in milliseconds, as Odoo's cursor counts it."""
+def query_ms(func, log=None):
+    """Database time of ``func()`` in milliseconds, as Odoo's cursor counts it.
+
+    ``log``, a list, receives ``(ms, query)`` of each query.
+    """
     thread = threading.current_thread()
     thread.query_count, thread.query_time = 0, 0.0
-    func()
+    if log is not None:
+        thread.query_hooks = (lambda _cr, query, _params, _start, delay: log.append((delay * 1000, query)),)
+    try:
+        func()
+    finally:
+        thread.query_hooks = ()
     return thread.query_time * 1000, thread.query_count
 
 
@@ -100,6 +122,10 @@ def measure(env, repeat):
 
     scrape(), graph()  # warm-up: settings cached, plans and pages in memory
     scrapes = [query_ms(scrape) for _ in range(repeat)]
+    log = []
+    query_ms(scrape, log)
+    for ms, query in sorted(log, key=lambda entry: -entry[0])[:3]:
+        print(f"  scrape query {ms:.1f} ms: {' '.join(str(query).split())[:300]}")
     graphs = [wall_ms(graph) for _ in range(repeat)]
     return (
         statistics.median(ms for ms, _n in scrapes),
@@ -117,14 +143,14 @@ def main():
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--prefix", default="bench_history")
+    parser.add_argument("--keep-db", action="store_true", help="keep the database (to look into it)")
     args = parser.parse_args()
     setup_odoo(args.odoo)
 
-    from odoo import SUPERUSER_ID, api, fields
+    from odoo import SUPERUSER_ID, api
     from odoo.modules.registry import Registry
 
     from odoo.addons.memory_hygiene import compat
-    from odoo.addons.memory_hygiene.core import params
     from odoo.addons.memory_hygiene.tests import harness
 
     db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_{compat.SERIES[:2]}")
@@ -132,16 +158,7 @@ def main():
     rows = args.hosts * args.processes * steps
     try:
         registry = Registry(db)
-        with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            env["ir.config_parameter"].set_param(params.SNAPSHOT_INTERVAL, "60")
-            start = fields.Datetime.now().replace(microsecond=0) - steps * timedelta(minutes=5)
-            began = time.perf_counter()
-            cr.execute(
-                GENERATE, {"hosts": args.hosts, "processes": args.processes, "steps": steps, "start": start}
-            )
-            cr.execute("ANALYZE memory_snapshot")
-            generated = time.perf_counter() - began
+        generated = generate(registry, args, steps)
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             before_size = sizes(cr)
@@ -149,10 +166,8 @@ def main():
         began = time.perf_counter()
         chunks = roll_up(registry)
         rolled = time.perf_counter() - began
+        vacuum_full(db)
         with registry.cursor() as cr:
-            cr.execute("COMMIT")  # VACUUM runs outside of a transaction block
-            cr.execute("VACUUM FULL ANALYZE memory_snapshot")
-            cr.execute("VACUUM FULL ANALYZE memory_snapshot_rollup")
             env = api.Environment(cr, SUPERUSER_ID, {})
             after_size = sizes(cr)
             cr.execute("SELECT tier, count(*) FROM memory_snapshot_rollup GROUP BY tier ORDER BY tier")
@@ -161,10 +176,58 @@ def main():
             tiers["raw"] = cr.fetchone()[0]
             after = measure(env, args.repeat)
     finally:
-        harness.drop()
+        if args.keep_db:
+            harness._DATABASES.clear()  # noqa: SLF001 - nothing left for the harness to drop at exit
+        else:
+            harness.drop()
 
     report(args, rows, generated, chunks, rolled, (before_size, before), (after_size, after), tiers)
     return 0
+
+
+def generate(registry, args, steps):
+    """Insert the snapshots of ``args.hosts`` x ``args.processes`` x ``steps``; the seconds it took."""
+    from odoo import SUPERUSER_ID, api, fields
+
+    from odoo.addons.memory_hygiene.core import params
+
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["ir.config_parameter"].set_param(params.SNAPSHOT_INTERVAL, "60")
+        start = fields.Datetime.now().replace(microsecond=0) - steps * timedelta(minutes=5)
+        began = time.perf_counter()
+        cr.execute(
+            GENERATE, {"hosts": args.hosts, "processes": args.processes, "steps": steps, "start": start}
+        )
+        cr.execute("ANALYZE memory_snapshot")
+        return time.perf_counter() - began
+
+
+def vacuum_full(db):
+    """``VACUUM FULL ANALYZE`` both tables (outside of a transaction: a connection in autocommit)."""
+    import psycopg2
+
+    from odoo.sql_db import connection_info_for
+
+    _name, info = connection_info_for(db)
+    connection = psycopg2.connect(**info)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cr:
+            # A transaction of another database of the cluster that began before the purge keeps its
+            # dead rows: try again a few seconds later until the size stops shrinking.
+            previous = None
+            for _attempt in range(6):
+                cr.execute("VACUUM FULL ANALYZE memory_snapshot")
+                cr.execute("VACUUM FULL ANALYZE memory_snapshot_rollup")
+                cr.execute("SELECT pg_total_relation_size('memory_snapshot')")
+                size = cr.fetchone()[0]
+                if size == previous:
+                    break
+                previous = size
+                time.sleep(3)
+    finally:
+        connection.close()
 
 
 def roll_up(registry):
@@ -216,6 +279,7 @@ def report(args, rows, generated, chunks, rolled, before, after, tiers):  # noqa
         ("graph", a[2] <= TARGET_GRAPH_MS, f"<= {TARGET_GRAPH_MS} ms"),
     )
     print("\n" + ", ".join(f"{name} {target}: {'ok' if ok else 'FAIL'}" for name, ok, target in verdicts))
+    print("\nAfter, by relation (MB): " + ", ".join(f"{name} {mb:.1f}" for name, mb in DETAIL))
 
 
 if __name__ == "__main__":

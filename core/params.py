@@ -91,7 +91,7 @@ PARAMS = {
         _p("snapshot_uss", "Sample USS (reads smaps)", bool, False),
         _p("snapshot_retention_days", "Keep daily history (days)", int, 30, 1, 3650),
         _p("snapshot_raw_hours", "Keep full-resolution snapshots (hours)", int, 24, 1, 24 * 90),
-        _p("snapshot_hour_days", "Keep hourly history (days)", int, 7, 1, 3650),
+        _p("snapshot_hour_days", "Keep hourly history (days)", int, 3, 1, 3650),
         _p("growth_threshold", "Leak-suspect growth (MiB/hour)", float, 50.0, 0.1, 1024 * 1024),
         _p("growth_min_span", "Leak-suspect minimum span (minutes)", int, 60, 5, 30 * 24 * 60),
         _p("warn_share", "Warn at share of the soft limit (%)", float, 90.0, 1, 100),

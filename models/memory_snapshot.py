@@ -333,12 +333,14 @@ class MemorySnapshot(models.Model):
         within the full-resolution window}, recycles recorded for it, 0 when it is gone)``.
         """
         now = fields.Datetime.now()
-        latest = self.search([("host", "=", host)], limit=1)
+        latest = self.search_fetch([("host", "=", host)], ["date"], limit=1)
         since = now - timedelta(hours=self._setting(params.SNAPSHOT_RAW_HOURS))
-        suspects = self.search(
-            [("host", "=", host), ("pid", "in", pids), ("leak_suspect", "=", True), ("date", ">=", since)]
+        suspects = self.search_fetch(
+            [("host", "=", host), ("pid", "in", pids), ("leak_suspect", "=", True), ("date", ">=", since)],
+            ["pid"],
         )
-        live = host in self.env["memory.host"]._live_names()
+        # Gone as on the Hosts page (memory.host), from the newest snapshot just read.
+        live = bool(latest) and latest.date >= self.env["memory.host"]._gone_before()
         recycles = self.env["memory.snapshot.history"]._recycles_per_host([host] if live else [])
         age = (now - latest.date).total_seconds() if latest else None
         return age, set(suspects.mapped("pid")), recycles.get(host, 0)

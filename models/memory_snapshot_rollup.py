@@ -97,7 +97,7 @@ class MemorySnapshotRollup(models.Model):
     def init(self):
         cr = self.env.cr
         # One bucket per tier, process and period: the key of the roll-up's merge.
-        sql.create_unique_index(
+        compat.create_unique_index(
             cr, "memory_snapshot_rollup_bucket_uniq", self._table, ["tier", "host", "pid", "date"]
         )
         # Watermarks (max/min date of a tier), purges and period filters.

@@ -20,6 +20,7 @@
         "views/memory_diagnostics_pg_figure_views.xml",
         "views/memory_diagnostics_pg_query_views.xml",
         "views/memory_diagnostics_views.xml",
+        "views/memory_snapshot_history_views.xml",
         "views/memory_snapshot_views.xml",
         "views/memory_cron_run_views.xml",
         "views/ir_cron_views.xml",

@@ -2,7 +2,7 @@ import hashlib
 import hmac
 import json
 
-from odoo import fields, http
+from odoo import http
 from odoo.http import request
 from odoo.tools import config
 
@@ -65,24 +65,14 @@ class MemoryHygieneController(http.Controller):
         processes = _live_processes()
         # Snapshots are read for a caller holding the token, which is no user.
         snapshots = request.env["memory.snapshot"].sudo()
-        latest = snapshots.search([("host", "=", host)], limit=1)
-        suspects = set(
-            snapshots.search(
-                [
-                    ("host", "=", host),
-                    ("pid", "in", [p["pid"] for p in processes]),
-                    ("leak_suspect", "=", True),
-                ]
-            ).mapped("pid")
-        )
+        age, suspects, recycles = snapshots._scrape_figures(host, [p["pid"] for p in processes])
         for proc in processes:
             proc["leak_suspect"] = proc["pid"] in suspects
-        age = (fields.Datetime.now() - latest.date).total_seconds() if latest else None
         body, content_type = metrics.render(
             host,
             processes,
             snapshot_age=age,
-            recycles=snapshots._recycles_per_host().get(host, 0),
+            recycles=recycles,
             helpers=_helpers(),
             machine=machine.read(),
         )

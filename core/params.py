@@ -53,7 +53,11 @@ BATCH_TIME_SHARE = PREFIX + "batch_time_share"
 # Worker memory snapshots.
 SNAPSHOT_INTERVAL = PREFIX + "snapshot_interval"
 SNAPSHOT_USS = PREFIX + "snapshot_uss"
-SNAPSHOT_RETENTION_DAYS = PREFIX + "snapshot_retention_days"
+SNAPSHOT_RETENTION_DAYS = PREFIX + "snapshot_retention_days"  # the daily tier (core.rollup)
+SNAPSHOT_RAW_HOURS = PREFIX + "snapshot_raw_hours"
+SNAPSHOT_HOUR_DAYS = PREFIX + "snapshot_hour_days"
+#: The retention of each tier of the snapshot history, finest first (core.rollup).
+HISTORY_RETENTIONS = (SNAPSHOT_RAW_HOURS, SNAPSHOT_HOUR_DAYS, SNAPSHOT_RETENTION_DAYS)
 GROWTH_THRESHOLD = PREFIX + "growth_threshold"
 GROWTH_MIN_SPAN = PREFIX + "growth_min_span"
 WARN_SHARE = PREFIX + "warn_share"
@@ -85,7 +89,9 @@ PARAMS = {
         _p("batch_time_share", "Batch stop at share of the cron time limit (%)", float, 80.0, 1, 100),
         _p("snapshot_interval", "Sampling interval (minutes)", int, 5, 1, 24 * 60),
         _p("snapshot_uss", "Sample USS (reads smaps)", bool, False),
-        _p("snapshot_retention_days", "Snapshot retention (days)", int, 30, 1, 3650),
+        _p("snapshot_retention_days", "Keep daily history (days)", int, 30, 1, 3650),
+        _p("snapshot_raw_hours", "Keep full-resolution snapshots (hours)", int, 24, 1, 24 * 90),
+        _p("snapshot_hour_days", "Keep hourly history (days)", int, 3, 1, 3650),
         _p("growth_threshold", "Leak-suspect growth (MiB/hour)", float, 50.0, 0.1, 1024 * 1024),
         _p("growth_min_span", "Leak-suspect minimum span (minutes)", int, 60, 5, 30 * 24 * 60),
         _p("warn_share", "Warn at share of the soft limit (%)", float, 90.0, 1, 100),

@@ -3,6 +3,8 @@ from . import memory_batch_position
 from . import memory_batch_failure
 from . import memory_snapshot
 from . import memory_host
+from . import memory_snapshot_rollup
+from . import memory_snapshot_history
 from . import memory_cron_run
 from . import memory_cron_run_line
 from . import memory_leak_report

@@ -98,6 +98,12 @@ class MemoryHost(models.Model):
         return self.sudo().search([("state", "=", "gone")]).mapped("name")
 
     @api.model
+    def _live_names(self):
+        """Names of the hosts still sending."""
+        # Which hosts send is read for whoever reads the trends, the metrics or the report.
+        return self.sudo().search([("state", "=", "live")]).mapped("name")
+
+    @api.model
     def _lock_round(self, host):
         """Take the lock of ``host``'s rounds until the end of the transaction; False if another process
         holds it (it is taking the round now). Taken again in the same transaction, it is granted."""

@@ -229,13 +229,18 @@ class MemoryLeakReport(models.AbstractModel):
 
     @api.model
     def _snapshot_figures(self, now, warn_share):
-        """Growth, soft-limit share and recycles from the worker snapshots of the last day."""
+        """Growth, soft-limit share and recycles from the worker memory history of the last day."""
         since = now - timedelta(hours=REPORT_HOURS)
         Snapshot = self.env["memory.snapshot"].sudo()  # the report covers every process, whoever sends it
-        rows = Snapshot.search_read(
-            [("date", ">=", since), ("host_gone", "=", False)],
-            ["host", "pid", "process_kind", "rss_mb", "vms_mb", "soft_limit_pct", "date"],
-            order="date, id",
+        # Across tiers: the hours rolled up, then the snapshots not rolled up yet.
+        rows = (
+            self.env["memory.snapshot.history"]
+            .sudo()
+            .search_read(
+                [("date", ">=", since), ("host_gone", "=", False)],
+                ["host", "pid", "process_kind", "rss_mb", "vms_mb", "soft_limit_pct", "date"],
+                order="date, id",
+            )
         )
         by_process = {}
         for row in rows:

@@ -48,11 +48,13 @@ class MemorySnapshot(models.Model):
     _order = "date desc, id desc"
 
     date = fields.Datetime(required=True, readonly=True, index=True, default=fields.Datetime.now)
-    host = fields.Char(required=True, readonly=True, index=True)
-    pid = fields.Integer(string="PID", readonly=True, index=True, aggregator=False)
+    host = fields.Char(required=True, readonly=True)  # indexed with the date (init)
+    pid = fields.Integer(string="PID", readonly=True, aggregator=False)
     process_kind = fields.Selection(KINDS, string="Kind", required=True, readonly=True)
     trigger = fields.Selection(TRIGGERS, required=True, readonly=True)
-    round_key = fields.Char(readonly=True, index=True, help="Shared by the snapshots of one sampling round.")
+    round_key = fields.Char(
+        readonly=True, index="btree_not_null", help="Shared by the snapshots of one sampling round."
+    )
     rss_mb = fields.Float(
         string="RSS (MiB)", readonly=True, aggregator="avg", help="What the OOM killer sees."
     )
@@ -86,7 +88,7 @@ class MemorySnapshot(models.Model):
     growth_mb_per_hour = fields.Float(
         string="Growth (MiB/h)", readonly=True, aggregator="max", help="Least squares of RSS over the window."
     )
-    leak_suspect = fields.Boolean(readonly=True, index=True)
+    leak_suspect = fields.Boolean(readonly=True)  # indexed where true (init)
     recycled_pid = fields.Integer(
         string="Replaced PID",
         readonly=True,
@@ -110,6 +112,11 @@ class MemorySnapshot(models.Model):
     def init(self):
         # The latest snapshot of each host (hosts, gone hosts, rounds): an index lookup per host.
         sql.create_index(self.env.cr, "memory_snapshot_host_date_index", self._table, ["host", "date"])
+        # Recycles and leak suspects of a host (metrics, report): only the rows that are some.
+        for name, where in (("recycles", "recycled_pid <> 0"), ("suspects", "leak_suspect")):
+            sql.create_index(
+                self.env.cr, f"memory_snapshot_{name}_index", self._table, ["host", "date"], where=where
+            )
 
     @api.depends("host", "process_kind", "pid")
     def _compute_display_name(self):
@@ -163,7 +170,14 @@ class MemorySnapshot(models.Model):
         for anyone). The scheduled action runs as the superuser and passes.
         """
         access.check_admin(self.env)
-        return self._sample_round("schedule")
+        snapshots = self._sample_round("schedule")
+        try:
+            # The history's roll-up and purge, one bounded chunk; never at the expense of the round.
+            with self.env.cr.savepoint():
+                self.env["memory.snapshot.rollup"]._housekeep()
+        except Exception:
+            _logger.exception("memory_hygiene: rolling up the snapshots failed; next round tries again")
+        return snapshots
 
     def action_sample_now(self):
         """Sample every Odoo process of this host now, with this worker's top object types."""
@@ -302,23 +316,42 @@ class MemorySnapshot(models.Model):
 
     @api.model
     def _recycles_per_host(self, since=None):
-        """``{host: number of recycles recorded}`` (since ``since`` when given), gone hosts left out."""
-        domain = [("recycled_pid", "!=", 0), ("host_gone", "=", False)]
-        domain += [("date", ">=", since)] if since else []
-        return dict(self._read_group(domain, ["host"], ["__count"]))
+        """``{host: number of recycles recorded}`` (since ``since`` when given), gone hosts left out.
+
+        Counted from the roll-ups and the snapshots not rolled up yet (``memory.snapshot.history``),
+        on the rows that hold a recycle only.
+        """
+        return self.env["memory.snapshot.history"]._recycles_per_host(
+            self.env["memory.host"]._live_names(), since
+        )
+
+    @api.model
+    def _scrape_figures(self, host, pids):
+        """What a metrics scrape reads from the database about ``host``, bounded index slices only.
+
+        ``(age in seconds of its newest snapshot or None, {pids of ``pids`` that were leak suspects
+        within the full-resolution window}, recycles recorded for it, 0 when it is gone)``.
+        """
+        now = fields.Datetime.now()
+        latest = self.search_fetch([("host", "=", host)], ["date"], limit=1)
+        since = now - timedelta(hours=self._setting(params.SNAPSHOT_RAW_HOURS))
+        suspects = self.search_fetch(
+            [("host", "=", host), ("pid", "in", pids), ("leak_suspect", "=", True), ("date", ">=", since)],
+            ["pid"],
+        )
+        # Gone as on the Hosts page (memory.host), from the newest snapshot just read.
+        live = bool(latest) and latest.date >= self.env["memory.host"]._gone_before()
+        recycles = self.env["memory.snapshot.history"]._recycles_per_host([host] if live else [])
+        age = (now - latest.date).total_seconds() if latest else None
+        return age, set(suspects.mapped("pid")), recycles.get(host, 0)
 
     # ------------------------------------------------------------------ housekeeping
 
     @api.autovacuum
     def _gc_snapshots(self):
-        """Purge snapshots older than the retention, in bounded chunks."""
-        days = self._setting(params.SNAPSHOT_RETENTION_DAYS)
-        old = self.search(
-            [("date", "<", fields.Datetime.now() - timedelta(days=days))], limit=compat.GC_UNLINK_LIMIT
-        )
-        if len(old) >= compat.GC_UNLINK_LIMIT:
+        """Roll up and purge the history of each tier past its retention, in bounded chunks."""
+        if self.env["memory.snapshot.rollup"]._housekeep():
             self.env.ref("base.autovacuum_job")._trigger()  # more is left: run again soon
-        return old.unlink()
 
     @api.model
     def _sync_cron_interval(self):

@@ -5,7 +5,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access
-from ..core import params
+from ..core import params, rollup
 
 #: Settings fields stored as plain config parameters, by field name.
 PARAM_FIELDS = {
@@ -14,6 +14,8 @@ PARAM_FIELDS = {
     "memory_snapshot_interval": params.SNAPSHOT_INTERVAL,
     "memory_snapshot_uss": params.SNAPSHOT_USS,
     "memory_snapshot_retention_days": params.SNAPSHOT_RETENTION_DAYS,
+    "memory_snapshot_raw_hours": params.SNAPSHOT_RAW_HOURS,
+    "memory_snapshot_hour_days": params.SNAPSHOT_HOUR_DAYS,
     "memory_growth_threshold": params.GROWTH_THRESHOLD,
     "memory_growth_min_span": params.GROWTH_MIN_SPAN,
     "memory_warn_share": params.WARN_SHARE,
@@ -60,10 +62,24 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.SNAPSHOT_USS,
         help="Unique set size: the memory a worker would give back if it died. Costs a read of smaps.",
     )
+    memory_snapshot_raw_hours = fields.Integer(
+        string="Keep full-resolution snapshots (hours)",
+        config_parameter=params.SNAPSHOT_RAW_HOURS,
+        default=_default(params.SNAPSHOT_RAW_HOURS),
+        help="Every snapshot is kept this long; older ones live on rolled up per process and hour.",
+    )
+    memory_snapshot_hour_days = fields.Integer(
+        string="Keep hourly history (days)",
+        config_parameter=params.SNAPSHOT_HOUR_DAYS,
+        default=_default(params.SNAPSHOT_HOUR_DAYS),
+        help="Per process and hour: min, max and last RSS and virtual size, recycles. Older hours live on "
+        "rolled up per day.",
+    )
     memory_snapshot_retention_days = fields.Integer(
-        string="Keep snapshots (days)",
+        string="Keep daily history (days)",
         config_parameter=params.SNAPSHOT_RETENTION_DAYS,
         default=_default(params.SNAPSHOT_RETENTION_DAYS),
+        help="Per process and day, as the hours. Older days are purged.",
     )
     memory_growth_threshold = fields.Float(
         string="Leak suspect above (MiB/hour)",
@@ -164,6 +180,16 @@ class ResConfigSettings(models.TransientModel):
                     params.check(key, settings[name])
                 except params.ParamError as exc:
                     raise ValidationError(str(exc)) from None
+            try:
+                rollup.check_retention(
+                    settings.memory_snapshot_raw_hours,
+                    settings.memory_snapshot_hour_days,
+                    settings.memory_snapshot_retention_days,
+                    settings.memory_growth_min_span,
+                    settings.memory_snapshot_interval,
+                )
+            except params.ParamError as exc:
+                raise ValidationError(str(exc)) from None
             url = settings.memory_report_webhook_url
             if url:
                 parsed = urlparse(url.strip())

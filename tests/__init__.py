@@ -3,6 +3,7 @@ from . import test_diagnostics
 from . import test_tour
 from . import test_harness
 from . import test_memory_snapshot
+from . import test_snapshot_history
 from . import test_endpoints
 from . import test_diagnostics_server
 from . import test_cron_run

@@ -279,7 +279,7 @@ class TestLeakReport(CronRunCase):
     def test_unreadable_snapshots_do_not_stop_the_report(self):
         with (
             patch.object(
-                type(self.env["memory.snapshot"]), "search_read", side_effect=RuntimeError("no table")
+                type(self.env["memory.snapshot.history"]), "search_read", side_effect=RuntimeError("no table")
             ),
             self.assertLogs(memory_leak_report.__name__, logging.ERROR),
         ):

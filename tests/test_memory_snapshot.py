@@ -154,24 +154,6 @@ class TestMemorySnapshot(TransactionCase):
         )
         self.assertTrue(old.with_user(self.admin).above_warn)
 
-    def test_autovacuum_purges_old_snapshots_in_bounded_chunks(self):
-        self.icp.set_param(params.SNAPSHOT_RETENTION_DAYS, "10")
-        old = (
-            self.fake_snapshot(60 * 24 * 11)
-            | self.fake_snapshot(60 * 24 * 12)
-            | self.fake_snapshot(60 * 24 * 30)
-        )
-        kept = self.fake_snapshot(60 * 24 * 9)
-        cron_class = type(self.env["ir.cron"])
-        with patch.object(compat, "GC_UNLINK_LIMIT", 2), patch.object(cron_class, "_trigger") as trigger:
-            self.env["memory.snapshot"]._gc_snapshots()
-            self.assertEqual(len(old.exists()), 1, "one chunk of 2")
-            trigger.assert_called_once()
-            self.env["memory.snapshot"]._gc_snapshots()
-            self.assertFalse(old.exists())
-            self.assertEqual(trigger.call_count, 1, "nothing more left: no new trigger")
-        self.assertTrue(kept.exists())
-
     def test_the_host_is_named_by_the_server_option_or_the_environment(self):
         """Containers get a new hostname at each deploy: a server option names the host."""
         self.assertEqual(_host(), socket.gethostname(), "unnamed: the hostname")

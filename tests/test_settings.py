@@ -33,7 +33,7 @@ class TestSettings(TransactionCase):
     def test_nonsense_is_rejected_with_what_to_fix(self):
         cases = {
             "memory_snapshot_interval": (0, "Sampling interval"),
-            "memory_snapshot_retention_days": (-1, "retention"),
+            "memory_snapshot_retention_days": (-1, "daily history"),
             "memory_warn_share": (101, "at most 100"),
             "memory_batch_memory_share": (0, "at least 1"),
             "memory_profile_window": (1, "window"),

@@ -27,7 +27,7 @@ def test_check_converts(key, value, expected):
     ("key", "value", "message"),
     [
         (params.SNAPSHOT_INTERVAL, 0, "Sampling interval (minutes) must be at least 1, got 0."),
-        (params.SNAPSHOT_RETENTION_DAYS, -3, "Snapshot retention (days) must be at least 1, got -3."),
+        (params.SNAPSHOT_RETENTION_DAYS, -3, "Keep daily history (days) must be at least 1, got -3."),
         (params.WARN_SHARE, 120, "Warn at share of the soft limit (%) must be at most 100, got 120."),
         (params.SNAPSHOT_INTERVAL, "2.5", "Sampling interval (minutes) must be a whole number, got '2.5'."),
         (params.GROWTH_THRESHOLD, "lots", "Leak-suspect growth (MiB/hour) must be a number, got 'lots'."),

@@ -403,3 +403,81 @@ def param_error(env, label, say):
             "above_maximum": lambda f: _("%(label)s must be at most %(maximum)s, got %(value)s.", **f),
         }
     )(say.code, {**say.figures, "label": label})
+
+
+def postgres_note(env, note):
+    """One note on PostgreSQL's settings: a :class:`~core.say.Say` of :func:`core.pgpressure.notes`."""
+    _ = env._
+    return _sayer(
+        {
+            "memory": lambda f: _("the memory (%(size)s)", **f),
+            "memory_source": lambda f: _("the memory (%(size)s, %(origin)s)", **f),
+            "work_mem_worst": lambda f: _(
+                "work_mem x max_connections = %(worst)s, more than %(memory)s: many concurrent sorts or hashes can exhaust it (each query node may use work_mem).",  # noqa: E501
+                **f,
+            ),
+            "work_mem_active": lambda f: _(
+                "%(active)s active queries x 4 x work_mem already approach %(memory)s: lower work_mem for the Odoo role, or the concurrency.",  # noqa: E501
+                **f,
+            ),
+            "shared_buffers_high": lambda f: _(
+                "shared_buffers is %(share)s %% of %(memory)s: on a host shared with Odoo that leaves little room for the workers and the page cache.",  # noqa: E501
+                **f,
+            ),
+            "shared_buffers_low": lambda f: _(
+                "shared_buffers is %(share)s %% of %(memory)s; about 25 %% is the usual starting point on a dedicated host.",  # noqa: E501
+                **f,
+            ),
+        }
+    )(*note)
+
+
+def tracer_said(env, said):
+    """What the Diagnostics tracer (:class:`core.heap.Tracer`) did or why it stopped, a sentence."""
+    _ = env._
+    return _sayer(
+        {
+            "already_tracing": lambda f: _(
+                "tracemalloc already traces this process (%(frames)s frame(s)).", **f
+            ),
+            "foreign_tracing": lambda f: _(
+                "tracemalloc already traces this process (%(frames)s frame(s)), started by something else.",
+                **f,
+            ),
+            "shared_tracing": lambda f: _(
+                "tracemalloc already traces this process (%(frames)s frame(s), a profiled cron run): snapshots use that trace.",  # noqa: E501
+                **f,
+            ),
+            "cannot_start": lambda f: _("tracemalloc could not be started."),
+            "started": lambda f: _("tracemalloc started with %(frames)s frame(s) per allocation.", **f),
+            "started_until": lambda f: _(
+                "tracemalloc started with %(frames)s frame(s) per allocation. It stops by itself after %(minutes)s min.",  # noqa: E501
+                **f,
+            ),
+            "started_upto": lambda f: _(
+                "tracemalloc started with %(frames)s frame(s) per allocation. It stops by itself when it traces %(size)s.",  # noqa: E501
+                **f,
+            ),
+            "started_until_upto": lambda f: _(
+                "tracemalloc started with %(frames)s frame(s) per allocation. It stops by itself after %(minutes)s min or when it traces %(size)s.",  # noqa: E501
+                **f,
+            ),
+            "left_on": lambda f: _(
+                "tracemalloc was started by something else in this process (the cron-leak profiler?): left on."  # noqa: E501
+            ),
+            "not_tracing": lambda f: _("tracemalloc is not tracing this process."),
+            "released": lambda f: _(
+                "Diagnostics tracer released; tracemalloc stays on for its other user (a profiled run)."
+            ),
+            "stopped": lambda f: _("tracemalloc stopped; its memory and the previous snapshot are released."),
+            "time_up": lambda f: _("its time was up"),
+            "traced_above": lambda f: _("it traced %(traced)s, above %(limit)s", **f),
+            "snapshot_first": lambda f: _(
+                "Traced now %(current)s, peak %(peak)s.\nFirst snapshot: top %(top)s lines by size", **f
+            ),
+            "snapshot_compared": lambda f: _(
+                "Traced now %(current)s, peak %(peak)s.\nCompared with the previous snapshot: top %(top)s differences",  # noqa: E501
+                **f,
+            ),
+        }
+    )(*said)

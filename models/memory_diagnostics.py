@@ -366,7 +366,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         notes = pgpressure.notes(
             settings, active, found.memory.value or psutil.virtual_memory().total, found.memory.source
         )
-        self.pg_notes = "\n".join(notes) or False
+        self.pg_notes = "\n".join(messages.postgres_note(self.env, note) for note in notes) or False
         return settings
 
     def action_refresh_postgres(self):
@@ -453,15 +453,20 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         max_mb = params.read(icp.get_param, params.TRACEMALLOC_MAX_MB)
         self._show(
             self.env._("tracemalloc: start"),
-            heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB),
+            messages.tracer_said(
+                self.env, heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB)
+            ),
         )
 
     def action_tracemalloc_snapshot(self):
         self._check_admin()
         self._check_server_wide()  # what a shared worker allocates, for every database
         _frames, top_n = self._profile_settings()
-        text = heap.TRACER.snapshot(top_n=top_n)
-        if text is None:
+        taken = heap.TRACER.snapshot(top_n=top_n)
+        if taken is not None:
+            said, lines = taken
+            text = "\n".join([messages.tracer_said(self.env, said), *lines])
+        else:
             text = self.env._(
                 "tracemalloc is not tracing in this worker (pid %(pid)s). With several HTTP workers, each request may land on another worker: start tracing, then snapshot until the answer comes from the worker that traces, or use workers = 0 on a test server.",  # noqa: E501
                 pid=os.getpid(),
@@ -470,7 +475,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
 
     def action_tracemalloc_stop(self):
         self._check_admin()
-        self._show(self.env._("tracemalloc: stop"), heap.TRACER.stop())
+        self._show(self.env._("tracemalloc: stop"), messages.tracer_said(self.env, heap.TRACER.stop()))
 
     @api.depends("worker_pid", "worker_kind")
     def _compute_answered_by(self):
@@ -490,7 +495,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             state = self.env._(
                 "off in pid %(pid)s (stopped by itself: %(reason)s)",
                 pid=os.getpid(),
-                reason=heap.TRACER.stopped_because,
+                reason=messages.tracer_said(self.env, heap.TRACER.stopped_because),
             )
         else:
             state = self.env._("off in pid %(pid)s", pid=os.getpid())

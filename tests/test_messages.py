@@ -8,7 +8,7 @@ from babel.messages.pofile import read_po
 from odoo.tests import TransactionCase, tagged
 
 from .. import messages
-from ..core import advisor
+from ..core import advisor, pgpressure
 from ..core import report as core_report
 
 ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +127,26 @@ class TestMessages(TransactionCase):
         self.assertNotIn("%(", text)
         self.assertIn("Advice: RSS grows outside Python's heap", text)
         self.assertIn("2 worker recycle(s) on w", text)
+
+    def test_postgres_notes_read_as_sentences(self):
+        tight = {
+            "work_mem": ("65536", "kB"),
+            "max_connections": ("500", None),
+            "shared_buffers": ("16384", "8kB"),
+        }
+        notes = pgpressure.notes(tight, active=30, ram_bytes=8 * GiB, ram_source="container limit")
+        notes += pgpressure.notes({"shared_buffers": ("524288", "8kB")}, active=0, ram_bytes=8 * GiB)
+        self.assertEqual(
+            [note.code for note in notes],
+            ["work_mem_worst", "work_mem_active", "shared_buffers_low", "shared_buffers_high"],
+        )
+        said = [messages.postgres_note(self.env, note) for note in notes]
+        self.assertFalse([sentence for sentence in said if "%(" in sentence])
+        self.assertEqual(
+            said[0],
+            "work_mem x max_connections = 31.2 GiB, more than the memory (8.0 GiB, container limit): many concurrent sorts or hashes can exhaust it (each query node may use work_mem).",  # noqa: E501
+        )
+        self.assertIn("shared_buffers is 50 % of the memory (8.0 GiB):", said[3])
 
     def test_the_pot_holds_every_sentence(self):
         """Each ``_()`` of ``messages.py`` (advisor findings, report advice) is in the pot."""

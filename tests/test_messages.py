@@ -134,7 +134,7 @@ class TestMessages(TransactionCase):
             "max_connections": ("500", None),
             "shared_buffers": ("16384", "8kB"),
         }
-        notes = pgpressure.notes(tight, active=30, ram_bytes=8 * GiB, ram_source="container limit")
+        notes = pgpressure.notes(tight, active=40, ram_bytes=8 * GiB, ram_source="container limit")
         notes += pgpressure.notes({"shared_buffers": ("524288", "8kB")}, active=0, ram_bytes=8 * GiB)
         self.assertEqual(
             [note.code for note in notes],

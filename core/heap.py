@@ -387,9 +387,10 @@ class Tracer:
             self._stop_watch.set()
             self._stop_watch = None
         if self.lease is not None:
-            self.lease.release()
+            # The board first: whoever sees tracing stopped must not find the board still saying it traces.
             if self.board is not None:
                 self.board.clear(os.getpid())
+            self.lease.release()
         self.lease, self.previous, self.started_at, self.until, self.max_bytes = None, None, None, None, None
 
 

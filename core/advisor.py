@@ -41,9 +41,10 @@ Every piece of advice is a configuration the advisor itself passes.
 """
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .heap import MIB, human_size
+from .say import Say
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -83,10 +84,18 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class Finding:
+    """One finding: its level, a stable code, what is wrong and what to change (:class:`~core.say.Say`).
+
+    ``advice`` is said as one paragraph, a sentence per :class:`~core.say.Say`;
+    ``settings`` holds the ``{option: value}`` the advice sets (the same
+    figures, for whoever applies them).
+    """
+
     level: str
     code: str
-    title: str
-    advice: str
+    title: Say
+    advice: tuple = ()
+    settings: dict = field(default_factory=dict)
 
 
 def limits_for(options, kind):
@@ -145,11 +154,7 @@ def advise(options, cpu_count, ram_bytes, live=None, *, cpu_source=None, ram_sou
     if not any(f.level in (CRITICAL, WARNING) for f in findings):
         findings.append(
             Finding(
-                OK,
-                "sound",
-                "Nothing to change",
-                f"Workers, limits and memory agree with each other on this machine ({host.cpus_text},"
-                f" {host.ram_text}).",
+                OK, "sound", Say("sound"), (Say("sound", {"cpus": host.cpus_text, "ram": host.ram_text}),)
             )
         )
     return sorted(findings, key=lambda f: LEVELS.index(f.level))
@@ -164,12 +169,15 @@ class _Host:
 
     @property
     def cpus_text(self):
-        count = f"{self.cpus:g} CPU" + ("" if self.cpus == 1 else "s")
-        return count + (f" ({self.cpu_source})" if self.cpu_source else "")
+        if self.cpu_source:
+            return Say("cpus_source", {"count": f"{self.cpus:g}", "origin": self.cpu_source})
+        return Say("cpus", {"count": f"{self.cpus:g}"})
 
     @property
     def ram_text(self):
-        return human_size(self.ram) + (f" ({self.ram_source})" if self.ram_source else " of RAM")
+        if self.ram_source:
+            return Say("ram_source", {"size": human_size(self.ram), "origin": self.ram_source})
+        return Say("ram", {"size": human_size(self.ram)})
 
 
 def recommended_workers(cpu_count):
@@ -201,12 +209,9 @@ def _check_workers(opts, host):
             Finding(
                 WARNING,
                 "threaded",
-                "workers = 0: one threaded process serves everything",
-                "Fine for development, not for production: one process runs Python on one CPU (the GIL), a"
-                " slow request holds up the others, there is no per-worker memory limit and no recycling,"
-                f" and a limit restarts the whole server. In production set workers = {best} (2 x"
-                f" {host.cpus_text} + 1), max_cron_threads = 1 or 2, and proxy_mode = True behind a reverse"
-                " proxy.",
+                Say("threaded"),
+                (Say("threaded", {"workers": best, "cpus": host.cpus_text}),),
+                {"workers": best, "max_cron_threads": 1},
             )
         )
         return found
@@ -215,33 +220,15 @@ def _check_workers(opts, host):
             Finding(
                 WARNING,
                 "workers_vs_cpu",
-                f"{workers} HTTP workers for {host.cpus_text}",
-                f"The guideline is at most 2 x CPUs + 1 = {best} workers: more only wait for a CPU, and each"
-                f" one holds its own copy of Odoo in memory. Set workers = {best}, or give the server more"
-                " CPUs.",
+                Say("workers_vs_cpu", {"workers": workers, "cpus": host.cpus_text}),
+                (Say("workers_vs_cpu", {"workers": best}),),
+                {"workers": best},
             )
         )
     if not opts["proxy_mode"]:
-        found.append(
-            Finding(
-                WARNING,
-                "proxy_mode",
-                "workers without proxy_mode",
-                "With workers, Odoo runs behind a reverse proxy (nginx) that routes /websocket to the gevent"
-                " port. Set proxy_mode = True so that Odoo trusts its X-Forwarded-For/-Host/-Proto headers:"
-                " client addresses in the logs, https URLs and redirects depend on it.",
-            )
-        )
+        found.append(Finding(WARNING, "proxy_mode", Say("proxy_mode"), (Say("proxy_mode"),)))
     if int(opts["max_cron_threads"] or 0) <= 0:
-        found.append(
-            Finding(
-                INFO,
-                "no_cron",
-                "max_cron_threads = 0: no cron worker on this server",
-                "Scheduled actions run only where another server has cron workers. If none has, set"
-                " max_cron_threads = 1.",
-            )
-        )
+        found.append(Finding(INFO, "no_cron", Say("no_cron"), (Say("no_cron"),), {"max_cron_threads": 1}))
     return found
 
 
@@ -251,18 +238,18 @@ def _check_soft_hard(opts):
     if opts["limit_memory_soft_gevent"] or opts["limit_memory_hard_gevent"]:
         pairs.append(("_gevent", limits_for(opts, "gevent")))
     for suffix, (soft, hard) in pairs:
-        advice = (
-            f"Keep hard about 25 % above soft: limit_memory_hard{suffix} = {_hard_for(soft)}"
-            f" ({human_size(_hard_for(soft))})."
+        keep = Say(
+            "keep_hard", {"suffix": suffix, "hard": _hard_for(soft), "hard_size": human_size(_hard_for(soft))}
         )
+        settings = {"limit_memory_hard" + suffix: _hard_for(soft)}
+        sizes = {"suffix": suffix, "hard": human_size(hard), "soft": human_size(soft)}
         if not soft:
             found.append(
                 Finding(
                     WARNING,
                     "no_soft" + suffix,
-                    f"limit_memory_soft{suffix} = 0: workers are never recycled for their size",
-                    "A worker that grows keeps its memory until the hard limit or the OOM killer ends it"
-                    f" mid-request. Set limit_memory_soft{suffix} (see the memory finding for a size).",
+                    Say("no_soft", {"suffix": suffix}),
+                    (Say("no_soft", {"suffix": suffix}),),
                 )
             )
         elif hard and hard <= soft:
@@ -270,23 +257,20 @@ def _check_soft_hard(opts):
                 Finding(
                     CRITICAL,
                     "hard_not_above_soft" + suffix,
-                    f"limit_memory_hard{suffix} ({human_size(hard)}) is not above"
-                    f" limit_memory_soft{suffix} ({human_size(soft)})",
-                    "Past the soft limit a worker finishes its request and is replaced; the hard limit makes"
-                    " allocations fail (MemoryError) in the middle of a request. With hard <= soft a growing"
-                    " worker dies mid-request instead of being recycled cleanly. " + advice,
+                    Say("hard_not_above_soft", sizes),
+                    (Say("hard_not_above_soft"), keep),
+                    settings,
                 )
             )
         elif hard and hard < MIN_HARD_RATIO * soft:
+            room = human_size(hard - soft)
             found.append(
                 Finding(
                     WARNING,
                     "hard_close_to_soft" + suffix,
-                    f"limit_memory_hard{suffix} ({human_size(hard)}) is only {human_size(hard - soft)} above"
-                    f" limit_memory_soft{suffix} ({human_size(soft)})",
-                    "A worker is recycled only after the request that takes it past the soft limit; a request"
-                    f" that needs more than {human_size(hard - soft)} on top of that fails with MemoryError"
-                    " instead. " + advice,
+                    Say("hard_close_to_soft", {**sizes, "room": room}),
+                    (Say("hard_close_to_soft", {"room": room}), keep),
+                    settings,
                 )
             )
         if hard and hard < REPORT_FLOOR:
@@ -300,16 +284,13 @@ def _hard_for(soft):
 
 
 def _report_floor_finding(suffix, hard):
+    floor = human_size(REPORT_FLOOR)
     return Finding(
         WARNING,
         "hard_below_report_floor" + suffix,
-        f"limit_memory_hard{suffix} ({human_size(hard)}) is below what a PDF report needs"
-        f" ({human_size(REPORT_FLOOR)})",
-        "The programs a worker starts inherit its address space limit (RLIMIT_AS): wkhtmltopdf reserves about"
-        f" {human_size(REPORT_FLOOR)} of address space (for some 40 MiB of RAM), so below that every PDF"
-        f" report fails. Set limit_memory_hard{suffix} = {REPORT_FLOOR} ({human_size(REPORT_FLOOR)}) or"
-        " more; if the memory cannot afford it, run fewer workers or give the server more memory (see the"
-        " memory finding).",
+        Say("hard_below_report_floor", {"suffix": suffix, "hard": human_size(hard), "floor": floor}),
+        (Say("hard_below_report_floor", {"suffix": suffix, "floor": floor, "floor_bytes": REPORT_FLOOR}),),
+        {"limit_memory_hard" + suffix: REPORT_FLOOR},
     )
 
 
@@ -355,54 +336,56 @@ def _check_ram(opts, host, gaps):
     soft, hard = limits_for(opts, "http")
     gap = _worker_gap(gaps)
     soft_advice, hard_advice, fitting = sizes(opts, ram_bytes, gap, host.cpus)
-    pair = (
-        f"limit_memory_soft = {soft_advice} ({human_size(soft_advice)}) and limit_memory_hard = {hard_advice}"
-        f" ({human_size(hard_advice)})"
-    )
-    shown = f"{workers} HTTP + {cron} cron workers and the gevent process" if workers > 0 else "threaded"
+    if workers > 0:
+        shown = Say("prefork_processes", {"workers": workers, "cron": cron})
+    else:
+        shown = Say("threaded_process")
     advised_count = processes(dict(opts, workers=max(fitting, 1))) if workers > 0 else 1
-    why = (
-        f"about {int(RAM_SHARE * 100)} % of {host.ram_text} shared by {advised_count} process(es)"
-        + (f", plus the {human_size(gap)} by which the virtual size Odoo compares exceeds RSS" if gap else "")
-        + f"; the hard limit 25 % above the soft one and never below {human_size(REPORT_FLOOR)} (PDF reports)"
+    floor = human_size(REPORT_FLOOR)
+    set_limits = Say(
+        "set_limits",
+        {
+            "soft": soft_advice,
+            "soft_size": human_size(soft_advice),
+            "hard": hard_advice,
+            "hard_size": human_size(hard_advice),
+            "share": int(RAM_SHARE * 100),
+            "ram": host.ram_text,
+            "count": advised_count,
+            "floor": floor,
+        },
     )
-    advice = f"Set {pair}: {why}."
+    advice = (set_limits,) + ((Say("limits_gap", {"gap": human_size(gap)}),) if gap else ())
+    settings = {"limit_memory_soft": soft_advice, "limit_memory_hard": hard_advice}
     if workers > 0 and fitting == 0:
         needed = _ram_needed(opts, gap)
         advice = (
-            f"Even one HTTP worker, {cron} cron worker(s) and the gevent process cannot each get the"
-            f" {human_size(REPORT_FLOOR)} of address space a PDF report needs (and a working soft limit)"
-            f" within {host.ram_text}: give the server at least {human_size(needed)} of memory."
+            Say(
+                "more_memory",
+                {"cron": cron, "floor": floor, "ram": host.ram_text, "needed": human_size(needed)},
+            ),
         )
+        settings = {}
     elif workers > 0 and fitting != workers:
-        advice = f"Set workers = {fitting} with {pair}: {why}."
+        advice = (Say("set_workers", {"workers": fitting}), *advice)
+        settings["workers"] = fitting
         if fitting < min(workers, recommended_workers(host.cpus)):
-            advice += (
-                f" More workers need more memory: each one takes its share, and the hard limit cannot go"
-                f" below {human_size(REPORT_FLOOR)}."
-            )
+            advice += (Say("more_workers_more_memory", {"floor": floor}),)
     found = []
     if not hard:
-        found.append(
-            Finding(
-                WARNING,
-                "no_hard",
-                "limit_memory_hard = 0: nothing stops a runaway process before the OOM killer",
-                advice,
-            )
-        )
+        found.append(Finding(WARNING, "no_hard", Say("no_hard"), advice, settings))
         return found
     steady = _steady_rss(opts, gaps)
     runaway = steady - max(soft - gap, 0) + max(hard - gap, 0)
+    held = {"count": count, "processes": shown, "steady": human_size(steady), "ram": host.ram_text}
     if steady > ram_bytes:
         found.append(
             Finding(
                 CRITICAL,
                 "limits_vs_ram",
-                f"{count} processes ({shown}) at their soft limit need {human_size(steady)}, more than"
-                f" {host.ram_text}",
-                "Odoo recycles a worker only past its soft limit: before that, the kernel's OOM killer (which"
-                " may pick PostgreSQL) strikes. " + advice,
+                Say("limits_vs_ram_steady", held),
+                (Say("limits_vs_ram_steady"), *advice),
+                settings,
             )
         )
     elif runaway > ram_bytes:
@@ -410,9 +393,12 @@ def _check_ram(opts, host, gaps):
             Finding(
                 WARNING,
                 "limits_vs_ram",
-                f"one process at its hard limit ({human_size(hard)}) while the others sit at their soft"
-                f" limit needs {human_size(runaway)}, more than {host.ram_text}",
-                "The OOM killer would strike before Odoo's hard limit does. " + advice,
+                Say(
+                    "limits_vs_ram_runaway",
+                    {"hard": human_size(hard), "runaway": human_size(runaway), "ram": host.ram_text},
+                ),
+                (Say("limits_vs_ram_runaway"), *advice),
+                settings,
             )
         )
     elif soft > 1.1 * soft_advice and count >= advised_count:
@@ -420,10 +406,9 @@ def _check_ram(opts, host, gaps):
             Finding(
                 WARNING,
                 "limits_vs_ram",
-                f"limit_memory_soft ({human_size(soft)}) leaves little memory for PostgreSQL and the page"
-                " cache",
-                f"{count} processes ({shown}) at that limit would hold {human_size(steady)} of"
-                f" {host.ram_text}. " + advice,
+                Say("limits_vs_ram_soft", {"soft": human_size(soft)}),
+                (Say("limits_vs_ram_soft", held), *advice),
+                settings,
             )
         )
     return found
@@ -464,29 +449,25 @@ def _check_live(opts, live, gaps):
     found = []
     for kind, (rss, vms, gap) in sorted(gaps.items()):
         soft, _hard = limits_for(opts, kind)
-        at_soft = (
-            f"; it is recycled at {human_size(soft)} of virtual size, about {human_size(soft - gap)} of RSS"
-        )
-        found.append(
-            Finding(
-                INFO,
-                f"gap_{kind}",
-                f"{kind}: virtual size {human_size(vms)}, RSS {human_size(rss)}, gap {human_size(gap)}",
-                "Odoo's limits apply to the virtual size (address space) on Linux, the OOM killer and the RAM"
-                " to RSS" + (at_soft if soft and kind != "master" else "") + ".",
-            )
-        )
+        if soft and kind != "master":
+            advice = Say("gap_at_soft", {"soft": human_size(soft), "rss_at_soft": human_size(soft - gap)})
+        else:
+            advice = Say("gap")
+        figures = {"kind": kind, "vms": human_size(vms), "rss": human_size(rss), "gap": human_size(gap)}
+        found.append(Finding(INFO, f"gap_{kind}", Say("gap", figures), (advice,)))
         biggest = max((v for _r, v in live.get(kind, ()) if v), default=0)
         if soft and kind != "master" and biggest > soft:
             found.append(
                 Finding(
                     WARNING,
                     f"above_soft_{kind}",
-                    f"a {kind} process is above its soft limit ({human_size(biggest)} > {human_size(soft)})",
-                    "It is recycled after its current request; if it happens at every request the soft limit"
-                    " is"
-                    " below what a fresh process already takes in virtual size. Raise limit_memory_soft"
-                    f"{'_gevent' if kind == 'gevent' else ''} to at least {human_size(1.5 * vms)}.",
+                    Say("above_soft", {"kind": kind, "size": human_size(biggest), "soft": human_size(soft)}),
+                    (
+                        Say(
+                            "above_soft",
+                            {"suffix": "_gevent" if kind == "gevent" else "", "least": human_size(1.5 * vms)},
+                        ),
+                    ),
                 )
             )
     return found
@@ -502,10 +483,8 @@ def _check_times(opts):
             Finding(
                 WARNING,
                 "no_time_real",
-                "limit_time_real = 0: a stuck request holds its "
-                + ("thread" if threaded else "worker")
-                + " forever",
-                "Set limit_time_real (Odoo's default is 120 s; reports and imports may need more).",
+                Say("no_time_real_thread" if threaded else "no_time_real_worker"),
+                (Say("no_time_real"),),
             )
         )
     elif not threaded and cpu > real:
@@ -513,23 +492,16 @@ def _check_times(opts):
             Finding(
                 WARNING,
                 "cpu_above_real",
-                f"limit_time_cpu ({cpu} s) is above limit_time_real ({real} s)",
-                "CPU time never exceeds real time: the real-time limit always fires first, so the CPU limit"
-                " does nothing. Keep limit_time_cpu below limit_time_real, e.g. limit_time_cpu ="
-                f" {max(real // 2, 1)}.",
+                Say("cpu_above_real", {"cpu": cpu, "real": real}),
+                (Say("cpu_above_real", {"cpu": max(real // 2, 1)}),),
+                {"limit_time_cpu": max(real // 2, 1)},
             )
         )
     if threaded:
         found += _check_threaded_times(real, cron, int(opts["max_cron_threads"] or 0))
     elif cron == 0:
         found.append(
-            Finding(
-                INFO,
-                "no_time_real_cron",
-                "limit_time_real_cron = 0: scheduled actions run without a time limit",
-                "A cron that hangs holds its cron worker until it is killed by hand. -1 uses"
-                " limit_time_real.",
-            )
+            Finding(INFO, "no_time_real_cron", Say("no_time_real_cron"), (Say("no_time_real_cron"),))
         )
     found += _check_cron_age(opts)
     return found
@@ -544,10 +516,12 @@ def _check_threaded_times(real, cron, cron_threads):
         Finding(
             INFO,
             "threaded_time_limits",
-            "workers = 0: a thread past its time limit restarts the whole server",
-            f"Request threads are held to limit_time_real ({real} s)"
-            + (f", cron threads to limit_time_real_cron ({cron} s)" if cron > 0 else "")
-            + ": the server restarts when one passes it, every request in flight with it.",
+            Say("threaded_time_limits"),
+            (
+                Say("threaded_time_limits_cron", {"real": real, "cron": cron})
+                if cron > 0
+                else Say("threaded_time_limits", {"real": real}),
+            ),
         )
     ]
     if cron_threads and cron <= 0 < real:
@@ -555,12 +529,9 @@ def _check_threaded_times(real, cron, cron_threads):
             Finding(
                 WARNING,
                 "threaded_cron_time",
-                f"workers = 0 and limit_time_real_cron = {cron}: scheduled actions are held to"
-                f" limit_time_real ({real} s)",
-                "In the threaded server a cron thread without a limit of its own (limit_time_real_cron <= 0)"
-                " gets limit_time_real, unlike a cron worker: a scheduled action longer than that restarts"
-                f" the whole server. Set limit_time_real_cron = {max(real * 30, 3600)} (or what your longest"
-                " scheduled action needs).",
+                Say("threaded_cron_time", {"cron": cron, "real": real}),
+                (Say("threaded_cron_time", {"cron": max(real * 30, 3600)}),),
+                {"limit_time_real_cron": max(real * 30, 3600)},
             )
         )
     return found
@@ -576,20 +547,12 @@ def _check_cron_age(opts):
             Finding(
                 INFO,
                 "no_cron_worker_age",
-                "limit_time_worker_cron = 0: cron workers are never restarted by age",
-                "A cron worker gives its memory back only when it passes limit_memory_soft. Odoo 19 can"
-                " restart it after a given age (between two jobs, never in the middle of one):"
-                " limit_time_worker_cron = 3600 renews it every hour.",
+                Say("no_cron_worker_age"),
+                (Say("no_cron_worker_age", {"age": 3600}),),
+                {"limit_time_worker_cron": 3600},
             )
         ]
-    return [
-        Finding(
-            INFO,
-            "cron_worker_age",
-            f"limit_time_worker_cron = {age} s: cron workers are renewed at that age",
-            "They finish their current job first; their memory goes back to the system each time.",
-        )
-    ]
+    return [Finding(INFO, "cron_worker_age", Say("cron_worker_age", {"age": age}), (Say("cron_worker_age"),))]
 
 
 def _check_connections(opts, postgres):
@@ -607,38 +570,36 @@ def _check_connections(opts, postgres):
         pooled = workers + int(opts["max_cron_threads"] or 0)
         demand = pooled * maxconn + gevent_maxconn
         least = pooled * WORKER_CONNECTIONS + min(gevent_maxconn, WORKER_CONNECTIONS)
-        who = (
-            f"({workers} HTTP + {opts['max_cron_threads']} cron workers) x db_maxconn {maxconn}"
-            f" + gevent {gevent_maxconn}"
+        who = Say(
+            "pools_prefork",
+            {
+                "workers": workers,
+                "cron": opts["max_cron_threads"],
+                "maxconn": maxconn,
+                "gevent": gevent_maxconn,
+            },
         )
     else:
         pooled, demand, least = 0, maxconn, min(maxconn, WORKER_CONNECTIONS)
-        who = f"db_maxconn {maxconn} of the threaded process"
+        who = Say("pools_threaded", {"maxconn": maxconn})
     if demand <= available:
         return []
-    slots = (
-        f"PostgreSQL's max_connections ({postgres['max_connections']}) minus {reserved} reserved slot(s) ="
-        f" {available}"
-    )
     fitting = max((available - gevent_maxconn) // pooled, 1) if pooled else available
-    advice = (
-        f"Set db_maxconn = {fitting}"
-        + (
-            " (a worker serves one request at a time and rarely holds more than 2 connections)"
-            if pooled
-            else ""
-        )
-        + f", or raise max_connections to {demand + reserved} (every connection costs PostgreSQL memory:"
-        " a pooler such as PgBouncer helps past a few hundred). This counts this server only: other Odoo"
-        " servers and tools on the same PostgreSQL share the same slots."
-    )
+    figures = {"maxconn": fitting, "max_connections": demand + reserved}
     level = CRITICAL if least > available else WARNING
+    title = {
+        "demand": demand,
+        "pools": who,
+        "max_connections": postgres["max_connections"],
+        "reserved": reserved,
+        "available": available,
+    }
     return [
         Finding(
             level,
             "connections",
-            f"Odoo may open {demand} connections ({who}), more than {slots}",
-            '"remaining connection slots are reserved" (PostgreSQL) or "Connection Pool Is Full" (Odoo)'
-            " errors come next. " + advice,
+            Say("connections", title),
+            (Say("connections"), Say("connections_pooled" if pooled else "connections_threaded", figures)),
+            {"db_maxconn": fitting},
         )
     ]

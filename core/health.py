@@ -6,6 +6,10 @@ virtual size on Linux), because that is what recycles a worker. Every process
 may sit below its own limit while the container is about to be OOM-killed:
 the machine's available memory and memory pressure (:mod:`core.machine`) are
 checked too.
+
+The ``reason`` of each problem stays English on purpose: the health endpoint
+is an API (JSON read by monitors and their alerts), not a page, so it is not
+translated; what a user reads in Odoo is built by the models through ``env._``.
 """
 
 
@@ -31,9 +35,7 @@ def problems(processes, warn_share):
                     "kind": proc["kind"],
                     "soft_limit_pct": proc["soft_limit_pct"],
                     "reason": (
-                        f"{_label(proc['kind'])} {proc['pid']} uses {proc['odoo_mb']:.0f} MiB, "
-                        f"{proc['soft_limit_pct']:.1f}% of its soft limit of {proc['soft_limit_mb']:.0f} MiB "
-                        f"(warn at {warn_share:g}%)"
+                        f"{_label(proc['kind'])} {proc['pid']} uses {proc['odoo_mb']:.0f} MiB, {proc['soft_limit_pct']:.1f}% of its soft limit of {proc['soft_limit_mb']:.0f} MiB (warn at {warn_share:g}%)"  # noqa: E501
                     ),
                 }
             )
@@ -65,8 +67,7 @@ def machine_problems(found, min_available_pct, max_pressure):
         share = 100 * available / total
         if share < min_available_pct:
             found_problems.append(
-                f"available memory is {found.available}, {share:.1f}% of {found.memory}:"
-                f" under {min_available_pct:g}%"
+                f"available memory is {found.available}, {share:.1f}% of {found.memory}: under {min_available_pct:g}%"  # noqa: E501
             )
     pressure = found.pressure.value
     if max_pressure and pressure is not None and pressure > max_pressure:

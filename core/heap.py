@@ -25,6 +25,7 @@ import time
 import tracemalloc
 
 from . import procmem, tracing
+from .say import Say, as_codes
 
 _logger = logging.getLogger(__name__)
 
@@ -261,21 +262,21 @@ class Tracer:
         return self.lease is not None
 
     def start(self, frames=1, max_seconds=TRACE_MAX_SECONDS, max_bytes=TRACE_MAX_BYTES):
+        """Start tracing (``frames`` per allocation, stopping by itself after ``max_seconds`` or past
+        ``max_bytes`` traced, 0 or ``None``: no such limit). What happened, a :class:`~core.say.Say`:
+        ``started``, ``started_until`` (``minutes``), ``started_upto`` (``size``),
+        ``started_until_upto``, all with ``frames``; ``already_tracing``, ``foreign_tracing``,
+        ``shared_tracing`` (``frames``); ``cannot_start``."""
         with self._lock:
             if self.lease is not None and self.lease.intact():
-                return (
-                    f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s))."
-                )
+                return Say("already_tracing", {"frames": tracemalloc.get_traceback_limit()})
             self._forget()
             if tracing.foreign():
-                return (
-                    f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s)),"
-                    " started by something else."
-                )
+                return Say("foreign_tracing", {"frames": tracemalloc.get_traceback_limit()})
             shared = tracemalloc.is_tracing()
             self.lease = tracing.acquire(frames)
             if self.lease is None:
-                return "tracemalloc could not be started."
+                return Say("cannot_start")
             self.started_at, self.previous = time.time(), None
             self.until = self.started_at + max_seconds if max_seconds else None
             self.max_bytes = max_bytes or None
@@ -294,37 +295,35 @@ class Tracer:
                 )
                 watchdog.start()
         if shared:
-            return (
-                f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s),"
-                " a profiled cron run): snapshots use that trace."
-            )
-        limits = []
+            return Say("shared_tracing", {"frames": tracemalloc.get_traceback_limit()})
+        limits = {"frames": frames}
         if self.until:
-            limits.append(f"after {max_seconds / 60:g} min")
+            limits["minutes"] = f"{max_seconds / 60:g}"
         if self.max_bytes:
-            limits.append(f"when it traces {human_size(self.max_bytes)}")
-        stops = f" It stops by itself {' or '.join(limits)}." if limits else ""
-        return f"tracemalloc started with {frames} frame(s) per allocation.{stops}"
+            limits["size"] = human_size(self.max_bytes)
+        return Say("started" + ("_until" if self.until else "") + ("_upto" if self.max_bytes else ""), limits)
 
     def over_limit(self, now=None, traced=None):
-        """Why tracing must stop now (a sentence), or ``None``.
+        """Why tracing must stop now (a :class:`~core.say.Say`), or ``None``.
 
         >>> tracer = Tracer()
         >>> tracer.until, tracer.max_bytes = 100.0, 10 * MIB
         >>> tracer.over_limit(now=50.0, traced=MIB) is None
         True
         >>> tracer.over_limit(now=101.0, traced=MIB)
-        'its time was up'
+        Say(code='time_up', figures={})
         >>> tracer.over_limit(now=50.0, traced=11 * MIB)
-        'it traced 11.0 MiB, above 10.0 MiB'
+        Say(code='traced_above', figures={'traced': '11.0 MiB', 'limit': '10.0 MiB'})
         """
         now = time.time() if now is None else now
         if self.until and now >= self.until:
-            return "its time was up"
+            return Say("time_up")
         if self.max_bytes:
             traced = tracemalloc.get_traced_memory()[0] if traced is None else traced
             if traced > self.max_bytes:
-                return f"it traced {human_size(traced)}, above {human_size(self.max_bytes)}"
+                return Say(
+                    "traced_above", {"traced": human_size(traced), "limit": human_size(self.max_bytes)}
+                )
         return None
 
     def _watch(self, stop_watch):
@@ -337,13 +336,15 @@ class Tracer:
                     return
                 reason = self.over_limit()
                 if reason:
-                    _logger.info("tracemalloc of pid %s stops by itself: %s", os.getpid(), reason)
+                    _logger.info("tracemalloc of pid %s stops by itself: %s", os.getpid(), as_codes(*reason))
                     self.stopped_because = reason  # before it stops: whoever sees it stopped sees why
                     self.stop()
                     return
 
     def snapshot(self, top_n=10, key_type="lineno"):
-        """Take a snapshot; the text compares it with the previous one (or lists its top lines)."""
+        """Take a snapshot: ``(Say, lines)``, its figures and its comparison with the previous one (or its
+        top lines), ``None`` when not tracing. ``snapshot_first`` / ``snapshot_compared`` (``current``,
+        ``peak``, ``top``)."""
         with self._lock:  # the watchdog must not stop tracing in the middle of a snapshot
             return self._snapshot(top_n, key_type)
 
@@ -359,34 +360,26 @@ class Tracer:
             )
         )
         current, peak = tracemalloc.get_traced_memory()
-        head = f"Traced now {human_size(current)}, peak {human_size(peak)}."
+        figures = {"current": human_size(current), "peak": human_size(peak), "top": top_n}
         if self.previous is None:
+            said = Say("snapshot_first", figures)
             stats = snap.statistics(key_type)[:top_n]
-            body = "First snapshot: top %d lines by size\n%s" % (top_n, "\n".join(str(s) for s in stats))
         else:
+            said = Say("snapshot_compared", figures)
             stats = snap.compare_to(self.previous, key_type)[:top_n]
-            body = "Compared with the previous snapshot: top %d differences\n%s" % (
-                top_n,
-                "\n".join(str(s) for s in stats),
-            )
         self.previous = snap
-        return head + "\n" + body
+        return said, [str(stat) for stat in stats]
 
     def stop(self):
+        """Stop this tracer: ``stopped``, ``released`` (another user keeps tracemalloc on),
+        ``left_on`` (someone else's trace), ``not_tracing`` (:class:`~core.say.Say`, no figures)."""
         with self._lock:
             if self.lease is None:
-                if tracemalloc.is_tracing():
-                    return (
-                        "tracemalloc was started by something else in this process (the cron-leak profiler?):"
-                        " left on."
-                    )
-                return "tracemalloc is not tracing this process."
+                return Say("left_on") if tracemalloc.is_tracing() else Say("not_tracing")
             self._forget()
             if tracemalloc.is_tracing():
-                return (
-                    "Diagnostics tracer released; tracemalloc stays on for its other user (a profiled run)."
-                )
-            return "tracemalloc stopped; its memory and the previous snapshot are released."
+                return Say("released")
+            return Say("stopped")
 
     def _forget(self):
         """Release the lease (if any), stop the watchdog, clear the board and this tracer's state."""
@@ -394,9 +387,10 @@ class Tracer:
             self._stop_watch.set()
             self._stop_watch = None
         if self.lease is not None:
-            self.lease.release()
+            # The board first: whoever sees tracing stopped must not find the board still saying it traces.
             if self.board is not None:
                 self.board.clear(os.getpid())
+            self.lease.release()
         self.lease, self.previous, self.started_at, self.until, self.max_bytes = None, None, None, None, None
 
 

@@ -28,6 +28,8 @@ the message (the endpoint token is a secret)::
 import logging
 from dataclasses import dataclass
 
+from .say import Say
+
 _logger = logging.getLogger(__name__)
 
 PREFIX = "memory_hygiene."
@@ -126,7 +128,17 @@ PARAMS = {
 
 
 class ParamError(ValueError):
-    """A setting has a value that makes no sense; the message says what to fix."""
+    """A setting has a value that makes no sense; the message says what to fix (in English, for the log).
+
+    ``say`` is the same for a user (:class:`~core.say.Say`, the sentence is the
+    model's): ``too_short`` (``minimum``, ``length``), ``not_a_whole_number`` or
+    ``not_a_number`` (``value``), ``below_minimum`` (``minimum``, ``value``),
+    ``above_maximum`` (``maximum``, ``value``).
+    """
+
+    def __init__(self, message, say):
+        super().__init__(message)
+        self.say = say
 
 
 def check(key, value):
@@ -140,8 +152,8 @@ def check(key, value):
         text = "" if value in (None, False) else str(value).strip()
         if text and param.minimum is not None and len(text) < param.minimum:
             raise ParamError(
-                f"{param.label} must be empty or at least {_fmt(param.minimum)} characters long,"
-                f" got {len(text)} characters."
+                f"{param.label} must be empty or at least {_fmt(param.minimum)} characters long, got {len(text)} characters.",  # noqa: E501
+                Say("too_short", {"minimum": _fmt(param.minimum), "length": len(text)}),
             )
         return text
     if value in (None, "", False) and not isinstance(value, int | float):
@@ -151,11 +163,20 @@ def check(key, value):
         if param.kind is int and float(value) != number:
             raise ValueError
     except (TypeError, ValueError):
-        raise ParamError(f"{param.label} must be a {_kind_word(param.kind)}, got {value!r}.") from None
+        raise ParamError(
+            f"{param.label} must be a {_kind_word(param.kind)}, got {value!r}.",
+            Say("not_a_whole_number" if param.kind is int else "not_a_number", {"value": repr(value)}),
+        ) from None
     if param.minimum is not None and number < param.minimum:
-        raise ParamError(f"{param.label} must be at least {_fmt(param.minimum)}, got {_fmt(number)}.")
+        raise ParamError(
+            f"{param.label} must be at least {_fmt(param.minimum)}, got {_fmt(number)}.",
+            Say("below_minimum", {"minimum": _fmt(param.minimum), "value": _fmt(number)}),
+        )
     if param.maximum is not None and number > param.maximum:
-        raise ParamError(f"{param.label} must be at most {_fmt(param.maximum)}, got {_fmt(number)}.")
+        raise ParamError(
+            f"{param.label} must be at most {_fmt(param.maximum)}, got {_fmt(number)}.",
+            Say("above_maximum", {"maximum": _fmt(param.maximum), "value": _fmt(number)}),
+        )
     return number
 
 

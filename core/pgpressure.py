@@ -8,6 +8,7 @@ resort, for a human at a ``psql`` prompt.
 """
 
 from .heap import human_size
+from .say import Say
 
 #: A query active for longer than this (seconds) is "long".
 LONG_QUERY_SECONDS = 30
@@ -119,20 +120,26 @@ def connection_settings(settings):
 
 
 def notes(settings, active, ram_bytes, ram_source=None):
-    """What the settings and the live sessions say, in sentences.
+    """What the settings and the live sessions say: :class:`~core.say.Say` values (the model makes sentences).
 
     ``settings``: ``{name: (setting, unit)}``; ``active``: sessions of this
     database in state ``active``; ``ram_bytes``: the memory of the machine,
-    ``ram_source`` where that figure comes from (:mod:`core.machine`).
+    ``ram_source`` where that figure comes from (:mod:`core.machine`). Codes:
+    ``work_mem_worst`` (``worst``), ``work_mem_active`` (``active``),
+    ``shared_buffers_high``/``shared_buffers_low`` (``share``), each with
+    ``memory``, a ``memory`` or ``memory_source`` (``size``, ``origin``) :class:`~core.say.Say`.
 
-    >>> for line in notes({"work_mem": ("65536", "kB"), "max_connections": ("500", None),
+    >>> for note in notes({"work_mem": ("65536", "kB"), "max_connections": ("500", None),
     ...                    "shared_buffers": ("16384", "8kB")}, active=3, ram_bytes=8 * 1024**3):
-    ...     print(line[:64])
-    work_mem x max_connections = 31.2 GiB, more than the memory (8.0
-    shared_buffers is 1.6 % of the memory (8.0 GiB); about 25 % is t
+    ...     print(note.code, note.figures.get("worst") or note.figures["share"], note.figures["memory"])
+    work_mem_worst 31.2 GiB Say(code='memory', figures={'size': '8.0 GiB'})
+    shared_buffers_low 1.6 Say(code='memory', figures={'size': '8.0 GiB'})
     """
-    lines = []
-    memory = f"the memory ({human_size(ram_bytes)}{', ' + ram_source if ram_source else ''})"
+    found = []
+    if ram_source:
+        memory = Say("memory_source", {"size": human_size(ram_bytes), "origin": ram_source})
+    else:
+        memory = Say("memory", {"size": human_size(ram_bytes)})
     work_mem = setting_bytes(*settings.get("work_mem", (None, None)))
     try:
         max_conn = int(settings.get("max_connections", (0, None))[0])
@@ -141,27 +148,14 @@ def notes(settings, active, ram_bytes, ram_source=None):
     if work_mem and max_conn and ram_bytes:
         worst = work_mem * max_conn
         if worst > ram_bytes:
-            lines.append(
-                f"work_mem x max_connections = {human_size(worst)}, more than {memory}:"
-                " many concurrent sorts or hashes can exhaust it (each query node may use work_mem)."
-            )
+            found.append(Say("work_mem_worst", {"worst": human_size(worst), "memory": memory}))
         if active and work_mem * active * 4 > ram_bytes:
-            lines.append(
-                f"{active} active queries x 4 x work_mem already approach {memory}: lower work_mem for the"
-                " Odoo role, or the concurrency."
-            )
+            found.append(Say("work_mem_active", {"active": active, "memory": memory}))
     shared = setting_bytes(*settings.get("shared_buffers", (None, None)))
     if shared and ram_bytes:
         share = 100 * shared / ram_bytes
         if share > 40:
-            lines.append(
-                f"shared_buffers is {share:.0f} % of {memory}: on a host shared with Odoo that leaves little"
-                " room"
-                " for the workers and the page cache."
-            )
+            found.append(Say("shared_buffers_high", {"share": f"{share:.0f}", "memory": memory}))
         elif share < 5:
-            lines.append(
-                f"shared_buffers is {share:.1f} % of {memory}; about 25 % is the usual starting point on a"
-                " dedicated host."
-            )
-    return lines
+            found.append(Say("shared_buffers_low", {"share": f"{share:.1f}", "memory": memory}))
+    return found

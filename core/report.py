@@ -1,9 +1,16 @@
 """The leak report: findings, one line of advice each, as text, HTML and JSON.
 
 The ORM layer (``models/memory_leak_report.py``) gathers plain dicts from the
-database; everything here is pure: which findings there are, what to advise,
-how the report reads, and how it is posted to a webhook (``http.client``, one deadline per
-attempt, bounded retries, no redirects; a failure is reported, never raised)::
+database; everything here is Odoo-free: which findings there are, what to
+advise, how the report reads, and how it is posted to a webhook
+(``http.client``, one deadline per attempt, bounded retries, no redirects; a
+failure is reported, never raised).
+
+Nothing here is a sentence: a finding's title, details and advice are
+:class:`~core.say.Say` values, a stable code and its figures (see :data:`CODES`), and
+the renderers take ``say(code, figures) -> str`` that makes a sentence of
+one (the model's, through ``env._``, in the reader's language). Without it,
+:func:`~core.say.as_codes` writes the codes and figures themselves::
 
     >>> report = build_report(
     ...     database="prod",
@@ -12,10 +19,10 @@ attempt, bounded retries, no redirects; a failure is reported, never raised)::
     ...             "top": [{"file": "/addons/x/models/sync.py", "line": 12, "size_diff": 1048576,
     ...                      "count_diff": 1, "size": 5242880, "count": 5}]}],
     ... )
-    >>> [f.kind for f in report.findings]
-    ['cron']
+    >>> [(f.kind, f.title.code, f.advice.code) for f in report.findings]
+    [('cron', 'cron', 'module_state')]
     >>> print(render_text(report).splitlines()[1])
-    - [leaking] Scheduled action "Sync" (id 7): every run keeps memory
+    - [leaking] cron(id=7, name='Sync', reason='every run keeps memory')
 """
 
 import base64
@@ -28,49 +35,43 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from . import trends
 from .leakprof import format_line
+from .say import Say, as_codes
 
 _logger = logging.getLogger(__name__)
 
-ADVICE = {
-    "orm_cache": (
-        "The record cache grows: process in batches with memory.batch.mixin (commit and "
-        "env.invalidate_all() after each batch) instead of one big loop."
-    ),
-    "tracking": (
-        "Chatter and tracking keep memory: write in bulk with tracking_disable=True "
-        "(memory.batch.mixin does it by default)."
-    ),
-    "connections": (
-        "External connections stay open: use `with requests.Session() as session:` and close each response."
-    ),
-    "module_state": (
-        "Memory kept at {site}: a module-level list or dict cache? Keep state in the database or in an "
-        "ormcache (cleared by Odoo), never in a module global."
-    ),
-    "outside_python": (
-        "RSS grows outside Python's heap (C extension, fragmentation): keep limit_memory_soft so the "
-        "worker is recycled, and lower the limits."
-    ),
-    "process_growth": (
-        "Find what makes it grow: switch on 'Profile every cron until' for a day, and keep "
-        "limit_memory_soft low enough that the worker is recycled before it swaps."
-    ),
-    "growth": (
-        "What each scheduled action's runs grew the worker by (after minus before each run): the first "
-        "ones are where to look; a suspect one has its next run traced by itself."
-    ),
-    "near_limit": (
-        "It will be recycled after its current job: if this is its normal load, raise limit_memory_soft "
-        "and limit_memory_hard (they compare the virtual size); otherwise find the growth."
-    ),
-    "recycles": (
-        "Workers reach their soft limit often: look for leaking crons and heavy requests, or size the "
-        "limits (and workers) to the workload."
-    ),
+
+#: Every code the report says, with the figures its sentence gets.
+CODES = {
+    # titles
+    "cron": ("id", "name", "reason"),
+    "growth": ("total_mb",),
+    "process": ("kind", "pid", "host", "growth_mb", "hours", "rss_mb"),
+    "limit": ("kind", "pid", "host", "soft_limit_pct", "warn_share", "vms_mb", "rss_mb"),
+    "recycles": ("count", "host"),
+    # details
+    "site": ("line",),
+    "held_by": ("path",),
+    "charged": ("growth_mb", "share"),
+    "growth_row": ("id", "name", "growth_mb", "share", "runs", "fds_kept"),
+    # advice
+    "orm_cache": (),
+    "tracking": (),
+    "connections": (),
+    "module_state": ("site",),
+    "outside_python": (),
+    "process_growth": (),
+    "growth_advice": (),
+    "near_limit": (),
+    "recycles_advice": (),
+    # the summary and the labels of the text and HTML renderings
+    "summary": ("database", "generated_at", "count"),
+    "summary_empty": ("database", "generated_at"),
+    "advice": (),
 }
 
 
@@ -78,9 +79,9 @@ ADVICE = {
 class Finding:
     kind: str  # process, cron, growth, limit, recycles
     severity: str  # leaking, suspect, warning, info
-    title: str
-    details: list = field(default_factory=list)
-    advice: str = ""
+    title: Say
+    details: list = field(default_factory=list)  # [Say]
+    advice: Say | None = None
 
 
 @dataclass
@@ -88,32 +89,100 @@ class Report:
     database: str
     generated_at: str
     findings: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # sentences already said (strings)
 
     def as_dict(self):
-        return asdict(self)
+        """The report as JSON can hold it; each :class:`Say` as ``{"code", "figures"}``."""
+        return {
+            "database": self.database,
+            "generated_at": self.generated_at,
+            "notes": list(self.notes),
+            "findings": [
+                {
+                    "kind": f.kind,
+                    "severity": f.severity,
+                    "title": _said(f.title),
+                    "details": [_said(detail) for detail in f.details],
+                    "advice": _said(f.advice) if f.advice else None,
+                }
+                for f in self.findings
+            ],
+        }
+
+
+def _said(say):
+    return {"code": say.code, "figures": dict(say.figures)}
 
 
 def cron_advice(state, top):
-    """One line of advice for a suspect or leaking cron, from its top allocation site.
+    """The advice for a suspect or leaking cron, from its top allocation site.
 
-    >>> cron_advice("leaking", [{"file": "/odoo/odoo/orm/models.py", "line": 1}])[:22]
-    'The record cache grows'
-    >>> cron_advice("leaking", [{"file": "/odoo/addons/mail/models/mail_thread.py", "line": 1}])[:19]
-    'Chatter and trackin'
-    >>> cron_advice("suspect", [])[:12]
-    'RSS grows ou'
+    >>> cron_advice("leaking", [{"file": "/odoo/odoo/orm/models.py", "line": 1}])
+    Say(code='orm_cache', figures={})
+    >>> cron_advice("leaking", [{"file": "/odoo/addons/mail/models/mail_thread.py", "line": 1}]).code
+    'tracking'
+    >>> cron_advice("suspect", []).code
+    'outside_python'
     """
     if not top:
-        return ADVICE["outside_python"]
+        return Say("outside_python")
     path = top[0]["file"].replace("\\", "/")
     if "/addons/mail/" in path:
-        return ADVICE["tracking"]
+        return Say("tracking")
     if any(part in path for part in ("/odoo/orm/", "/odoo/models.py", "/odoo/api.py", "/odoo/fields.py")):
-        return ADVICE["orm_cache"]
+        return Say("orm_cache")
     if any(part in path for part in ("/requests/", "/urllib3/", "/http/client.py", "/ssl.py", "/socket.py")):
-        return ADVICE["connections"]
-    return ADVICE["module_state"].format(site=f"{top[0]['file']}:{top[0]['line']}")
+        return Say("connections")
+    return Say("module_state", {"site": f"{top[0]['file']}:{top[0]['line']}"})
+
+
+def process_figures(rows, now, *, warn_share, recent, top):
+    """Growing processes and processes near their soft limit, from the snapshot rows of the report's period.
+
+    :param rows: snapshot dicts ``host, pid, started_at, process_kind, rss_mb, vms_mb,
+        soft_limit_pct, date`` (datetimes or seconds).
+    :param now: the end of the period; a process whose last snapshot is younger
+        than ``recent`` seconds is "now" near its limit when at ``warn_share`` % or more.
+    :param top: how many growing processes to keep.
+    :returns: ``{"processes": [host, pid, kind, growth_mb, hours, rss_mb], "near_limit": [host, pid,
+        kind, soft_limit_pct, vms_mb, rss_mb]}``, the growth as the snapshots define it
+        (:func:`trends.growth`), largest first.
+
+    >>> rows = [{"host": "w", "pid": 7, "started_at": 0, "process_kind": "cron", "date": t,
+    ...          "rss_mb": 300.0 + t / 36, "vms_mb": 900.0, "soft_limit_pct": 95.0} for t in (0, 1800, 3600)]
+    >>> found = process_figures(rows, 3600, warn_share=90, recent=600, top=5)
+    >>> found["processes"][0]["growth_mb"], found["processes"][0]["hours"], found["near_limit"][0]["pid"]
+    (100.0, 1.0, 7)
+    """
+    processes, near_limit = [], []
+    now = trends.seconds(now)
+    for (host, pid, _started), samples in trends.series(rows).items():
+        last = samples[-1]
+        grown, hours = trends.growth(trends.points(samples))
+        if grown and grown > 0 and hours > 0:
+            processes.append(
+                {
+                    "host": host,
+                    "pid": pid,
+                    "kind": last["process_kind"],
+                    "growth_mb": grown,
+                    "hours": hours,
+                    "rss_mb": last["rss_mb"] or 0.0,
+                }
+            )
+        if trends.seconds(last["date"]) >= now - recent and (last["soft_limit_pct"] or 0.0) >= warn_share:
+            near_limit.append(
+                {
+                    "host": host,
+                    "pid": pid,
+                    "kind": last["process_kind"],
+                    "soft_limit_pct": last["soft_limit_pct"],
+                    "vms_mb": last["vms_mb"] or 0.0,
+                    "rss_mb": last["rss_mb"] or 0.0,
+                }
+            )
+    processes.sort(key=lambda p: -p["growth_mb"])
+    return {"processes": processes[:top], "near_limit": near_limit}
 
 
 def build_report(  # noqa: PLR0913 - one keyword argument per section of the report
@@ -128,7 +197,7 @@ def build_report(  # noqa: PLR0913 - one keyword argument per section of the rep
     notes=(),
     growth=(),
 ):
-    """Turn gathered figures into findings, each with one line of advice.
+    """Turn gathered figures into findings, each with its advice.
 
     :param processes: dicts ``host, pid, kind, growth_mb, hours, rss_mb`` (largest growth first).
     :param crons: dicts ``id, name, state, reason, top`` (suspect or leaking ones), optionally
@@ -137,43 +206,51 @@ def build_report(  # noqa: PLR0913 - one keyword argument per section of the rep
         scheduled action over the report's period (MiB, % of the total); largest first.
     :param near_limit: dicts ``host, pid, kind, soft_limit_pct, vms_mb, rss_mb``.
     :param recycles: ``{host: count}``.
-    :param notes: lines said once at the top (what could not be looked at).
+    :param notes: sentences said once at the top (what could not be looked at).
     """
     report = Report(database=database, generated_at=str(generated_at), notes=list(notes))
     for cron in crons:
         top = list(cron.get("top") or ())
+        details = [Say("site", {"line": format_line(alloc)}) for alloc in top[:3]]
+        details += [Say("held_by", {"path": path}) for path in (cron.get("holders") or ())[:3]]
+        if cron.get("growth_mb") is not None:
+            details.append(
+                Say("charged", {"growth_mb": cron["growth_mb"], "share": cron.get("share") or 0.0})
+            )
         report.findings.append(
             Finding(
                 kind="cron",
                 severity=cron["state"],
-                title=(
-                    f'Scheduled action "{cron["name"]}" (id {cron["id"]}): '
-                    f"{cron.get('reason') or cron['state']}"
+                title=Say(
+                    "cron",
+                    {"id": cron["id"], "name": cron["name"], "reason": cron.get("reason") or cron["state"]},
                 ),
-                details=[format_line(alloc) for alloc in top[:3]]
-                + [f"held by {path}" for path in (cron.get("holders") or ())[:3]]
-                + (
-                    [f"charged {cron['growth_mb']:+.1f} MiB in 24 h ({cron.get('share') or 0:.0f} % of it)"]
-                    if cron.get("growth_mb") is not None
-                    else []
-                ),
+                details=details,
                 advice=cron_advice(cron["state"], top),
             )
         )
     growing = [row for row in growth if row["growth_mb"] > 0]
     if growing:
-        total = sum(row["growth_mb"] for row in growing)
         report.findings.append(
             Finding(
                 kind="growth",
                 severity="info",
-                title=f"Scheduled actions were charged {total:+.1f} MiB of growth in 24 h",
+                title=Say("growth", {"total_mb": sum(row["growth_mb"] for row in growing)}),
                 details=[
-                    f'"{row["name"]}" (id {row["id"]}): {row["growth_mb"]:+.1f} MiB, {row["share"]:.0f} % '
-                    f"({row['runs']} runs{_fds_kept(row.get('fds_kept'))})"
+                    Say(
+                        "growth_row",
+                        {
+                            "id": row["id"],
+                            "name": row["name"],
+                            "growth_mb": row["growth_mb"],
+                            "share": row["share"],
+                            "runs": row["runs"],
+                            "fds_kept": row.get("fds_kept") or 0,
+                        },
+                    )
                     for row in growing[:10]
                 ],
-                advice=ADVICE["growth"],
+                advice=Say("growth_advice"),
             )
         )
     for proc in processes:
@@ -181,12 +258,8 @@ def build_report(  # noqa: PLR0913 - one keyword argument per section of the rep
             Finding(
                 kind="process",
                 severity="warning",
-                title=(
-                    f"{proc['kind']} process {proc['pid']} on {proc['host']} grew "
-                    f"{proc['growth_mb']:+.0f} MiB in {proc['hours']:.1f} h "
-                    f"(RSS now {proc['rss_mb']:.0f} MiB)"
-                ),
-                advice=ADVICE["process_growth"],
+                title=Say("process", {key: proc[key] for key in CODES["process"]}),
+                advice=Say("process_growth"),
             )
         )
     for proc in near_limit:
@@ -194,12 +267,14 @@ def build_report(  # noqa: PLR0913 - one keyword argument per section of the rep
             Finding(
                 kind="limit",
                 severity="warning",
-                title=(
-                    f"{proc['kind']} process {proc['pid']} on {proc['host']} is at "
-                    f"{proc['soft_limit_pct']:.0f} % of its soft limit (warn at {warn_share:.0f} %; "
-                    f"virtual size {proc['vms_mb']:.0f} MiB, RSS {proc['rss_mb']:.0f} MiB)"
+                title=Say(
+                    "limit",
+                    {
+                        **{key: proc[key] for key in CODES["limit"] if key != "warn_share"},
+                        "warn_share": warn_share,
+                    },
                 ),
-                advice=ADVICE["near_limit"],
+                advice=Say("near_limit"),
             )
         )
     for host, count in sorted((recycles or {}).items()):
@@ -208,63 +283,57 @@ def build_report(  # noqa: PLR0913 - one keyword argument per section of the rep
                 Finding(
                     kind="recycles",
                     severity="info",
-                    title=f"{count} worker recycle(s) on {host}",
-                    advice=ADVICE["recycles"],
+                    title=Say("recycles", {"count": count, "host": host}),
+                    advice=Say("recycles_advice"),
                 )
             )
     return report
 
 
-def _fds_kept(count):
-    return f", {count} files kept open" if count else ""
-
-
-def _summary(report):
+def _summary(report, say):
+    figures = {"database": report.database, "generated_at": report.generated_at}
     if not report.findings:
-        return f"Memory Hygiene report for {report.database} ({report.generated_at}): nothing to report."
-    return (
-        f"Memory Hygiene report for {report.database} ({report.generated_at}): "
-        f"{len(report.findings)} finding(s)."
-    )
+        return say("summary_empty", figures)
+    return say("summary", {**figures, "count": len(report.findings)})
 
 
-def render_text(report):
-    """Plain text, also the Slack-compatible ``text`` of the webhook payload."""
-    lines = [_summary(report)]
+def render_text(report, say=as_codes):
+    """Plain text, also the Slack-compatible ``text`` of the webhook payload; ``say`` makes the sentences."""
+    lines = [_summary(report, say)]
     lines += [f"({note})" for note in report.notes]
     for finding in report.findings:
-        lines.append(f"- [{finding.severity}] {finding.title}")
-        lines += [f"    {detail}" for detail in finding.details]
+        lines.append(f"- [{finding.severity}] {say(*finding.title)}")
+        lines += [f"    {say(*detail)}" for detail in finding.details]
         if finding.advice:
-            lines.append(f"    Advice: {finding.advice}")
+            lines.append(f"    {say('advice', {})}: {say(*finding.advice)}")
     return "\n".join(lines)
 
 
 _SEVERITY_COLORS = {"leaking": "#c0392b", "suspect": "#d68910", "warning": "#d68910", "info": "#2471a3"}
 
 
-def render_html(report):
-    """HTML for the mail body; every figure and name is escaped."""
+def render_html(report, say=as_codes):
+    """HTML for the mail body; every figure, name and sentence is escaped."""
     esc = html.escape
-    parts = [f"<p>{esc(_summary(report))}</p>"]
+    parts = [f"<p>{esc(_summary(report, say))}</p>"]
     parts += [f"<p><i>{esc(note)}</i></p>" for note in report.notes]
     if report.findings:
         parts.append("<ul>")
         for finding in report.findings:
             color = _SEVERITY_COLORS.get(finding.severity, "#555555")
-            item = f'<li><b style="color: {color}">[{esc(finding.severity)}]</b> {esc(finding.title)}'
+            item = f'<li><b style="color: {color}">[{esc(finding.severity)}]</b> {esc(say(*finding.title))}'
             if finding.details:
-                item += "<pre>" + esc("\n".join(finding.details)) + "</pre>"
+                item += "<pre>" + esc("\n".join(say(*detail) for detail in finding.details)) + "</pre>"
             if finding.advice:
-                item += f"<br/><i>Advice:</i> {esc(finding.advice)}"
+                item += f"<br/><i>{esc(say('advice', {}))}:</i> {esc(say(*finding.advice))}"
             parts.append(item + "</li>")
         parts.append("</ul>")
     return "\n".join(parts)
 
 
-def render_json(report):
-    """The webhook payload: Slack's ``text`` plus the structured findings."""
-    return {"text": render_text(report), **report.as_dict()}
+def render_json(report, say=as_codes):
+    """The webhook payload: Slack's ``text`` (``say``'s sentences) plus the findings as codes and figures."""
+    return {"text": render_text(report, say), **report.as_dict()}
 
 
 def check_webhook_url(url):

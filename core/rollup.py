@@ -23,6 +23,7 @@ the bucket's own figures (:func:`roll_up`).
 from datetime import datetime, timedelta
 
 from .params import ParamError
+from .say import Say
 
 RAW, HOUR, DAY = "raw", "hour", "day"
 #: Before any row of any tier.
@@ -178,23 +179,22 @@ def check_retention(raw_hours, hour_days, day_days, growth_span_minutes, interva
     >>> try:
     ...     check_retention(2, 7, 30, 180, 5)
     ... except ParamError as exc:
-    ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
-    Keep full-resolution snapshots (hours) must cover the leak-suspect span and two sampling
-    intervals (190 minutes), got 2 hours.
+    ...     print(exc.say.code, exc.say.figures)
+    shorter_than_span {'minutes': 190, 'value': 2}
     """
     if hour_days * 24 < raw_hours:
         raise ParamError(
-            f"Keep hourly history (days) must cover Keep full-resolution snapshots ({raw_hours} hours),"
-            f" got {hour_days} days."
+            f"Keep hourly history (days) must cover Keep full-resolution snapshots ({raw_hours} hours), got {hour_days} days.",  # noqa: E501
+            Say("shorter_than_raw", {"raw_hours": raw_hours, "value": hour_days}),
         )
     if day_days < hour_days:
         raise ParamError(
-            f"Keep daily history (days) must be at least Keep hourly history (days) ({hour_days}),"
-            f" got {day_days}."
+            f"Keep daily history (days) must be at least Keep hourly history (days) ({hour_days}), got {day_days}.",  # noqa: E501
+            Say("shorter_than_hours", {"hour_days": hour_days, "value": day_days}),
         )
     needed = growth_span_minutes + 2 * interval_minutes
     if raw_hours * 60 < needed:
         raise ParamError(
-            "Keep full-resolution snapshots (hours) must cover the leak-suspect span and two sampling"
-            f" intervals ({needed} minutes), got {raw_hours} hours."
+            f"Keep full-resolution snapshots (hours) must cover the leak-suspect span and two sampling intervals ({needed} minutes), got {raw_hours} hours.",  # noqa: E501
+            Say("shorter_than_span", {"minutes": needed, "value": raw_hours}),
         )

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from . import proctree
+from .say import Say, as_codes
 
 STACKS = "stacks"
 ORM_STATS = "orm_stats"
@@ -68,7 +69,7 @@ class Decision:
     """What the policy says about one action on one pid.
 
     ``signum`` is the signal to send when ``allowed``; ``reason`` says why not
-    otherwise (a sentence meant for the admin).
+    otherwise, for the admin: a :class:`~core.say.Say` (the sentence is the model's).
     """
 
     pid: int
@@ -76,7 +77,7 @@ class Decision:
     allowed: bool
     signum: int | None = None
     kind: str | None = None
-    reason: str = ""
+    reason: Say | None = None
     #: The ``psutil.Process`` decided about (its start time is checked again when signalled).
     process: object = field(default=None, compare=False, repr=False)
     #: A pidfd of that process, opened before its start time was compared (Linux), else ``None``.
@@ -97,50 +98,35 @@ def decide(pid, action, root_pid, mode, create_time=None):  # noqa: PLR0911 - on
     :func:`send`, or :func:`release` it.
 
     >>> decide(1, STACKS, os.getpid(), "prefork").reason
-    'pid 1 is the init process of this host or container: memory_hygiene never signals it.'
+    Say(code='init', figures={'pid': 1})
     >>> decide(os.getpid(), "kill", os.getpid(), "prefork").reason
-    "Unknown action 'kill': use one of stacks, orm_stats, recycle."
+    Say(code='unknown_action', figures={'action': 'kill', 'actions': 'stacks, orm_stats, recycle'})
     """
     if action not in ACTIONS:
-        return _refuse(pid, action, f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+        return _refuse(pid, action, Say("unknown_action", {"action": action, "actions": ", ".join(ACTIONS)}))
     try:
         pid = int(pid)
     except (TypeError, ValueError):
-        return _refuse(0, action, f"{pid!r} is not a process id.")
+        return _refuse(0, action, Say("not_a_pid", {"pid": repr(pid)}))
     if pid <= 1:
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} is the init process of this host or container: memory_hygiene never signals it.",
-        )
+        return _refuse(pid, action, Say("init", {"pid": pid}))
     try:
         target = psutil.Process(pid)
         name = target.name()
     except psutil.Error:
-        return _refuse(pid, action, f"There is no process {pid} on this host (any more).")
+        return _refuse(pid, action, Say("no_process", {"pid": pid}))
     members = dict(
         (proc.pid, (proc, kind)) for proc, kind in proctree.server_processes(root_pid, mode, helpers=True)
     )
     if pid not in members:
-        what = " It is a PostgreSQL process." if _is_postgres(target, name) else ""
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} ({name}) is not a process of this Odoo server (its root is pid {root_pid}).{what}"
-            " memory_hygiene only signals this server's own processes.",
-        )
+        code = "foreign_postgres" if _is_postgres(target, name) else "foreign"
+        return _refuse(pid, action, Say(code, {"pid": pid, "name": name, "root": root_pid}))
     proc, kind = members[pid]
     # The pidfd first, the start time read afresh next: if it matches, the pidfd is that process.
     pidfd = _pidfd_open(pid) if create_time is not None else None
     if create_time is not None and not _same_start(pid, create_time):
         _close(pidfd)
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} is no longer the process shown on the page: that one ended and pid {pid} now belongs"
-            " to a process started later. Nothing was sent; refresh the page.",
-            kind,
-        )
+        return _refuse(pid, action, Say("replaced", {"pid": pid}), kind)
     decision = _decide_kind(pid, action, root_pid, name, proc, kind, members)
     if not decision.allowed:
         _close(pidfd)
@@ -150,34 +136,17 @@ def decide(pid, action, root_pid, mode, create_time=None):  # noqa: PLR0911 - on
 
 def _decide_kind(pid, action, root_pid, name, proc, kind, members):  # noqa: PLR0911 - one refusal per rule
     if not _is_odoo_process(proc, pid, members.get(root_pid, (None, None))[0], root_pid):
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} ({name}) belongs to this server's process tree but is not an Odoo process"
-            " (a program started by a worker): refused.",
-        )
+        return _refuse(pid, action, Say("not_odoo", {"pid": pid, "name": name}))
     if kind not in ODOO_KINDS:
-        return _refuse(pid, action, f"pid {pid} is an Odoo process of kind {kind!r}, not a server process.")
+        return _refuse(pid, action, Say("not_server_kind", {"pid": pid, "kind": kind}))
     if action == STACKS:
         return Decision(pid, action, True, signal.SIGQUIT, kind)
     if action == ORM_STATS:
         return Decision(pid, action, True, signal.SIGUSR1, kind)
     if kind == proctree.MASTER:
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} is the master: recycling it would stop the whole server."
-            " Restart the service instead, or recycle its workers one by one.",
-            kind,
-        )
+        return _refuse(pid, action, Say("master", {"pid": pid}), kind)
     if kind == proctree.THREADED:
-        return _refuse(
-            pid,
-            action,
-            f"pid {pid} is the only process of this threaded server (workers = 0): recycling it would"
-            " stop the server. Run with workers >= 1 to have workers that can be recycled.",
-            kind,
-        )
+        return _refuse(pid, action, Say("threaded", {"pid": pid}), kind)
     return Decision(pid, action, True, _RECYCLE_SIGNALS[kind], kind)
 
 
@@ -188,7 +157,7 @@ def send(decision):
     when that process has ended (or its pid was taken by another one) since.
     """
     if not decision.allowed:
-        raise PermissionError(decision.reason)
+        raise PermissionError(as_codes(*decision.reason))
     try:
         if decision.pidfd is not None:
             signal.pidfd_send_signal(decision.pidfd, decision.signum)

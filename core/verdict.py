@@ -34,6 +34,8 @@ Nothing reads the process's size: the figures are the runs' own.
 
 from dataclasses import dataclass
 
+from .say import Say
+
 UNKNOWN = "unknown"
 HEALTHY = "healthy"
 SUSPECT = "suspect"
@@ -44,8 +46,10 @@ STATES = (UNKNOWN, HEALTHY, SUSPECT, LEAKING)
 
 @dataclass(frozen=True)
 class Verdict:
+    """A state of :data:`STATES` and why: a :class:`~core.say.Say` whose ``figures`` figure is one too."""
+
     state: str
-    reason: str
+    reason: Say
 
 
 def leak_verdict(growth, window, threshold_mb, traced_mb=None):
@@ -64,24 +68,26 @@ def leak_verdict(growth, window, threshold_mb, traced_mb=None):
         raise ValueError(f"threshold_mb must be positive, got {threshold_mb!r}")
     runs = [float(g) for g in growth][-window:]
     if len(runs) < window:
-        return Verdict(UNKNOWN, f"{len(runs)} of {window} accounted runs")
+        return Verdict(UNKNOWN, Say("too_few_runs", {"runs": len(runs), "window": window}))
 
     net = sum(runs)
     # Every run grew, and by the threshold together: a few KiB per run is Odoo's own bookkeeping.
     growing = all(g > 0 for g in runs) and net >= threshold_mb
     steady = all(g >= threshold_mb for g in runs)
-    figures = f"charged {net:+.2f} MiB over {window} runs (min {min(runs):+.2f} MiB/run)"
-    if traced_mb is not None:
-        figures += f", the traced run kept {traced_mb:+.2f} MiB"
+    charged = {"net": net, "window": window, "min": min(runs)}
+    if traced_mb is None:
+        figures = {"figures": Say("charged", charged)}
+    else:
+        figures = {"figures": Say("charged_traced", {**charged, "traced": traced_mb})}
     traced_kept = traced_mb is not None and traced_mb >= threshold_mb
     traced_clean = traced_mb is not None and not traced_kept
 
     if growing and traced_kept:
-        return Verdict(LEAKING, f"every run grows and the traced run keeps Python memory: {figures}")
+        return Verdict(LEAKING, Say("keeps_python", figures))
     if steady and traced_clean:
-        return Verdict(LEAKING, f"every run grows outside Python's heap (C extension?): {figures}")
+        return Verdict(LEAKING, Say("outside_python", figures))
     if growing and traced_mb is None:
-        return Verdict(SUSPECT, f"every run grows; its next run is traced: {figures}")
+        return Verdict(SUSPECT, Say("grows_untraced", figures))
     if net < threshold_mb or (growing and traced_clean):
-        return Verdict(HEALTHY, f"what the runs take they give back: {figures}")
-    return Verdict(SUSPECT, f"the runs keep memory, not steadily: {figures}")
+        return Verdict(HEALTHY, Say("gives_back", figures))
+    return Verdict(SUSPECT, Say("not_steady", figures))

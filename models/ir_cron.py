@@ -9,10 +9,11 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access, compat
+from .. import access, compat, messages
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
+from ..core.say import as_codes
 from . import memory_cron_run
 
 _logger = logging.getLogger(__name__)
@@ -73,8 +74,7 @@ class IrCron(models.Model):
     memory_profile = fields.Boolean(
         string="Profile memory",
         copy=False,
-        help="Run tracemalloc around each run of this action (every Nth run), store what it kept in "
-        "memory, and judge from the last runs whether it leaks.",
+        help="Run tracemalloc around each run of this action (every Nth run), store what it kept in memory, and judge from the last runs whether it leaks.",  # noqa: E501
     )
     memory_profile_every = fields.Integer(
         string="Profile every Nth run",
@@ -96,9 +96,7 @@ class IrCron(models.Model):
         readonly=True,
         copy=False,
         index=True,
-        help="From the growth charged to the last runs of this action (never the process's size): suspect "
-        "when every run grows (its next run is then traced by itself), leaking when a traced run shows "
-        "what it keeps, healthy when what the runs take they give back.",
+        help="From the growth charged to the last runs of this action (never the process's size): suspect when every run grows (its next run is then traced by itself), leaking when a traced run shows what it keeps, healthy when what the runs take they give back.",  # noqa: E501
     )
     memory_leak_reason = fields.Char(string="Memory verdict", readonly=True, copy=False)
     memory_last_trace = fields.Datetime(
@@ -537,14 +535,19 @@ class IrCron(models.Model):
                    memory_last_trace = CASE WHEN %s THEN (now() AT TIME ZONE 'UTC') ELSE memory_last_trace END
              WHERE id = %s
             """,
-            [verdict.state, verdict.reason, traced, self.id],
+            # Said in the language of whoever runs the action (the scheduler's: en_US).
+            [verdict.state, messages.verdict_reason(self.env, verdict.reason), traced, self.id],
         )
         self.invalidate_recordset(
             ["memory_leak_state", "memory_leak_reason", "memory_profile_runs", "memory_last_trace"]
         )
         if verdict.state != previous and verdict.state in (verdicts.SUSPECT, verdicts.LEAKING):
             _logger.warning(
-                "Cron %r (%s) memory: %s, %s", job_row["name"], self.id, verdict.state, verdict.reason
+                "Cron %r (%s) memory: %s, %s",
+                job_row["name"],
+                self.id,
+                verdict.state,
+                as_codes(*verdict.reason),
             )
 
     # ------------------------------------------------------------------

@@ -182,10 +182,7 @@ class MemoryBatchMixin(models.AbstractModel):
         except compat.SAVEPOINT_LOST as exc:
             raise UserError(
                 self.env._(
-                    "The batch callback %(callback)s called cr.commit() or cr.rollback(). "
-                    "memory.batch.mixin commits after each batch, and each batch runs in a savepoint "
-                    "that a commit or rollback destroys: remove the call (use after_commit for side "
-                    "effects).",
+                    "The batch callback %(callback)s called cr.commit() or cr.rollback(). memory.batch.mixin commits after each batch, and each batch runs in a savepoint that a commit or rollback destroys: remove the call (use after_commit for side effects).",  # noqa: E501
                     callback=name,
                 )
             ) from exc

@@ -62,8 +62,7 @@ class MemoryCronRun(models.Model):
         default="no",
         readonly=True,
         index=True,
-        help="Traced: tracemalloc ran around the run (sites and holders below). Interrupted: someone "
-        "else stopped or restarted tracemalloc during the run, so its trace is no data.",
+        help="Traced: tracemalloc ran around the run (sites and holders below). Interrupted: someone else stopped or restarted tracemalloc during the run, so its trace is no data.",  # noqa: E501
     )
     auto_traced = fields.Boolean(
         string="Traced by itself", readonly=True, help="Traced because the action was suspect."
@@ -73,8 +72,7 @@ class MemoryCronRun(models.Model):
         string="Charged growth (MiB)",
         digits=(16, 3),
         readonly=True,
-        help="What grew during the run (after minus before): bytes in use in the C heap plus Python's "
-        "small-object blocks, or RSS where the C library cannot tell. The verdict is made of it.",
+        help="What grew during the run (after minus before): bytes in use in the C heap plus Python's small-object blocks, or RSS where the C library cannot tell. The verdict is made of it.",  # noqa: E501
     )
     heap_growth_mb = fields.Float(string="Heap growth (MiB)", digits=(16, 3), readonly=True)
     blocks_growth = fields.Integer(string="Python blocks kept", readonly=True)
@@ -102,15 +100,13 @@ class MemoryCronRun(models.Model):
         string="RSS growth (MiB)",
         digits=(16, 2),
         readonly=True,
-        help="RSS after the run minus RSS before it: what the operating system saw (the allocator "
-        "reuses freed memory, so this may be another run's growth).",
+        help="RSS after the run minus RSS before it: what the operating system saw (the allocator reuses freed memory, so this may be another run's growth).",  # noqa: E501
     )
     traced_growth_mb = fields.Float(
         string="Traced growth (MiB)",
         digits=(16, 3),
         readonly=True,
-        help="What tracemalloc saw the run allocate and still hold after gc.collect(): "
-        "what Python code kept.",
+        help="What tracemalloc saw the run allocate and still hold after gc.collect(): what Python code kept.",  # noqa: E501
     )
     traced_peak_mb = fields.Float(
         string="Traced peak (MiB)",
@@ -125,8 +121,7 @@ class MemoryCronRun(models.Model):
         string="Record cache",
         readonly=True,
         aggregator="max",
-        help="Field values in the record cache when the server action returned "
-        "(before Odoo's commit clears it).",
+        help="Field values in the record cache when the server action returned (before Odoo's commit clears it).",  # noqa: E501
     )
     frames = fields.Integer(string="Frames traced", readonly=True, aggregator=None)
     top_site = fields.Char(string="Top allocation site", readonly=True, index=True)

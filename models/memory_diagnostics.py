@@ -9,7 +9,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
-from .. import access, compat
+from .. import access, compat, messages
 from ..core import advisor, cachestats, heap, machine, params, pgpressure, procinfo, proctree, scope, stacks
 
 _logger = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     tracemalloc_state = fields.Char(string="tracemalloc", compute="_compute_tracemalloc_state")
     server_wide_allowed = fields.Boolean(
         compute="_compute_server_wide",
-        help="Actions that reach beyond this database: allowed by the server's configuration, or because"
-        " the server serves this database only.",
+        help="Actions that reach beyond this database: allowed by the server's configuration, or because the server serves this database only.",  # noqa: E501
     )
     server_wide_note = fields.Text(compute="_compute_server_wide")
 
@@ -132,25 +131,19 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             return ""
         if result.code == scope.CONFIGURED_OFF:
             why = self.env._(
-                "The server's configuration turns off the actions that reach beyond this database"
-                " (memory_hygiene_server_wide = False)."
+                "The server's configuration turns off the actions that reach beyond this database (memory_hygiene_server_wide = False)."  # noqa: E501
             )
         elif result.code == scope.BY_HOST_NAME:
             why = self.env._(
-                "This server picks each request's database from its host name (its dbfilter uses the host or"
-                " domain placeholder), so it may serve several databases."
+                "This server picks each request's database from its host name (its dbfilter uses the host or domain placeholder), so it may serve several databases."  # noqa: E501
             )
         else:
             why = self.env._("This server serves %(count)s databases.", count=result.count)
         what = self.env._(
-            "Its processes are shared by all of them, so these actions belong to the server's operator:"
-            " signals to other processes (stacks, ORM statistics, recycle), and the Python heap and"
-            " tracemalloc of a shared worker."
+            "Its processes are shared by all of them, so these actions belong to the server's operator: signals to other processes (stacks, ORM statistics, recycle), and the Python heap and tracemalloc of a shared worker."  # noqa: E501
         )
         how = self.env._(
-            "To allow them to the Settings administrators of every database of this server, set"
-            " memory_hygiene_server_wide = True in the [options] section of the server's configuration"
-            " file (or ODOO_MEMORY_HYGIENE_SERVER_WIDE=1 in its environment) and restart it."
+            "To allow them to the Settings administrators of every database of this server, set memory_hygiene_server_wide = True in the [options] section of the server's configuration file (or ODOO_MEMORY_HYGIENE_SERVER_WIDE=1 in its environment) and restart it."  # noqa: E501
         )
         return f"{why} {what} {how}"
 
@@ -297,19 +290,20 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             ram_source=found.memory.source,
             postgres=pgpressure.connection_settings(settings),
         )
-        self.env["memory.diagnostics.finding"].create(
-            [
+        vals_list = []
+        for index, finding in enumerate(findings):
+            title, advice = messages.advisor_finding(self.env, finding)  # in the reader's language
+            vals_list.append(
                 {
                     "diagnostics_id": self.id,
                     "sequence": index,
                     "level": finding.level,
                     "code": finding.code,
-                    "title": finding.title,
-                    "advice": finding.advice,
+                    "title": title,
+                    "advice": advice,
                 }
-                for index, finding in enumerate(findings)
-            ]
-        )
+            )
+        self.env["memory.diagnostics.finding"].create(vals_list)
 
     def _refresh_postgres(self, found=None):
         """Refresh the PostgreSQL figures and notes; ``{name: (setting, unit)}`` of its settings."""
@@ -372,7 +366,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         notes = pgpressure.notes(
             settings, active, found.memory.value or psutil.virtual_memory().total, found.memory.source
         )
-        self.pg_notes = "\n".join(notes) or False
+        self.pg_notes = "\n".join(messages.postgres_note(self.env, note) for note in notes) or False
         return settings
 
     def action_refresh_postgres(self):
@@ -432,8 +426,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         _rows, after = compat.ormcache_stats(self.env.registry)
         lines = [
             self.env._(
-                "All ORM caches of database %(db)s cleared in this worker; the other workers clear theirs at"
-                " their next request (Odoo's cache invalidation signalling).",
+                "All ORM caches of database %(db)s cleared in this worker; the other workers clear theirs at their next request (Odoo's cache invalidation signalling).",  # noqa: E501
                 db=self.env.cr.dbname,
             ),
             "",
@@ -460,27 +453,29 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         max_mb = params.read(icp.get_param, params.TRACEMALLOC_MAX_MB)
         self._show(
             self.env._("tracemalloc: start"),
-            heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB),
+            messages.tracer_said(
+                self.env, heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB)
+            ),
         )
 
     def action_tracemalloc_snapshot(self):
         self._check_admin()
         self._check_server_wide()  # what a shared worker allocates, for every database
         _frames, top_n = self._profile_settings()
-        text = heap.TRACER.snapshot(top_n=top_n)
-        if text is None:
+        taken = heap.TRACER.snapshot(top_n=top_n)
+        if taken is not None:
+            said, lines = taken
+            text = "\n".join([messages.tracer_said(self.env, said), *lines])
+        else:
             text = self.env._(
-                "tracemalloc is not tracing in this worker (pid %(pid)s). With several HTTP workers, each"
-                " request"
-                " may land on another worker: start tracing, then snapshot until the answer comes from the"
-                " worker that traces, or use workers = 0 on a test server.",
+                "tracemalloc is not tracing in this worker (pid %(pid)s). With several HTTP workers, each request may land on another worker: start tracing, then snapshot until the answer comes from the worker that traces, or use workers = 0 on a test server.",  # noqa: E501
                 pid=os.getpid(),
             )
         self._show(self.env._("tracemalloc: snapshot"), text)
 
     def action_tracemalloc_stop(self):
         self._check_admin()
-        self._show(self.env._("tracemalloc: stop"), heap.TRACER.stop())
+        self._show(self.env._("tracemalloc: stop"), messages.tracer_said(self.env, heap.TRACER.stop()))
 
     @api.depends("worker_pid", "worker_kind")
     def _compute_answered_by(self):
@@ -500,7 +495,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             state = self.env._(
                 "off in pid %(pid)s (stopped by itself: %(reason)s)",
                 pid=os.getpid(),
-                reason=heap.TRACER.stopped_because,
+                reason=messages.tracer_said(self.env, heap.TRACER.stopped_because),
             )
         else:
             state = self.env._("off in pid %(pid)s", pid=os.getpid())

@@ -45,9 +45,7 @@ class MemoryDiagnosticsPgQuery(models.TransientModel):  # pylint: disable=no-wiz
         if not row:
             raise UserError(
                 self.env._(
-                    "Backend %(pid)s no longer runs the query shown on this page (it ended, or its"
-                    " connection moved on to another query): nothing was cancelled. Refresh the page to see"
-                    " what runs now.",
+                    "Backend %(pid)s no longer runs the query shown on this page (it ended, or its connection moved on to another query): nothing was cancelled. Refresh the page to see what runs now.",  # noqa: E501
                     pid=self.backend_pid,
                 )
             )
@@ -65,9 +63,7 @@ class MemoryDiagnosticsPgQuery(models.TransientModel):  # pylint: disable=no-wiz
             )
         else:
             text = self.env._(
-                "PostgreSQL refused pg_cancel_backend(%(pid)s): the database role of Odoo needs to be the"
-                " owner of"
-                " that session, or a member of pg_signal_backend.",
+                "PostgreSQL refused pg_cancel_backend(%(pid)s): the database role of Odoo needs to be the owner of that session, or a member of pg_signal_backend.",  # noqa: E501
                 pid=self.backend_pid,
             )
         self.cancelled = bool(done)

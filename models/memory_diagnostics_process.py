@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from .. import compat
+from .. import compat, messages
 from ..core import procinfo, proctree, scope, signals, stacks
 
 _logger = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     owner_pid = fields.Integer(
         string="Helper of pid",
         readonly=True,
-        help="For a helper (a program an Odoo process started: wkhtmltopdf, node...), that Odoo process."
-        " Helpers are not held to Odoo's memory limits.",
+        help="For a helper (a program an Odoo process started: wkhtmltopdf, node...), that Odoo process. Helpers are not held to Odoo's memory limits.",  # noqa: E501
     )
     command = fields.Char(readonly=True, help="The program a helper runs.")
     is_current = fields.Boolean(string="This worker", readonly=True, help="The process that built this page.")
@@ -142,8 +141,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         if self.diagnostics_id.host != host:
             raise UserError(
                 self.env._(
-                    "This page was drawn on host %(page_host)s, but this click is answered on host %(host)s:"
-                    " pid %(pid)s there is another process. Nothing was sent; open Diagnostics again.",
+                    "This page was drawn on host %(page_host)s, but this click is answered on host %(host)s: pid %(pid)s there is another process. Nothing was sent; open Diagnostics again.",  # noqa: E501
                     page_host=self.diagnostics_id.host or "?",
                     host=host,
                     pid=self.pid,
@@ -155,7 +153,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         # create_time: the process shown, not whichever took its pid since (0 refuses any).
         decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
         if not decision.allowed:
-            raise UserError(decision.reason)
+            raise UserError(messages.signal_refusal(self.env, decision.reason))
         logfile = compat.server_logfile()
         offset = _size(logfile)
         _logger.info(
@@ -178,8 +176,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             ) from exc
         if action == signals.RECYCLE:
             text = self.env._(
-                "%(signal)s sent to pid %(pid)s (%(kind)s): it stops after its current request and the master"
-                " starts a fresh %(kind)s process. Refresh to see the new pid.",
+                "%(signal)s sent to pid %(pid)s (%(kind)s): it stops after its current request and the master starts a fresh %(kind)s process. Refresh to see the new pid.",  # noqa: E501
                 signal=decision.signal_name,
                 pid=decision.pid,
                 kind=decision.kind,
@@ -199,17 +196,14 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             text = self._redact_answer(action, answer, result.allowed)
         elif logfile:
             text = self.env._(
-                "%(signal)s sent to pid %(pid)s. Its answer did not reach %(log)s in time: look there a"
-                " little later.",
+                "%(signal)s sent to pid %(pid)s. Its answer did not reach %(log)s in time: look there a little later.",  # noqa: E501
                 signal=decision.signal_name,
                 pid=decision.pid,
                 log=logfile,
             )
         else:
             text = self.env._(
-                "%(signal)s sent to pid %(pid)s: its answer is in the server's log. This server logs to no"
-                " file"
-                " (--logfile), so it cannot be shown here.",
+                "%(signal)s sent to pid %(pid)s: its answer is in the server's log. This server logs to no file (--logfile), so it cannot be shown here.",  # noqa: E501
                 signal=decision.signal_name,
                 pid=decision.pid,
             )

@@ -43,8 +43,7 @@ class MemoryHost(models.Model):
         [("live", "Sending"), ("gone", "Gone")],
         compute="_compute_state",
         search="_search_state",
-        help=f"Gone: no snapshot for {GONE_AFTER_INTERVALS} sampling intervals. Its snapshots stay until the"
-        " retention ends, but it leaves the trends and the leak report.",
+        help=f"Gone: no snapshot for {GONE_AFTER_INTERVALS} sampling intervals. Its snapshots stay until the retention ends, but it leaves the trends and the leak report.",  # noqa: E501
     )
 
     def init(self):

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .. import access, compat
+from .. import access, compat, messages
 from ..core import accounting, params
 from ..core import report as reports
 from ..core import verdict as verdicts
@@ -87,7 +87,7 @@ class MemoryLeakReport(models.AbstractModel):
         if url:
             webhook = reports.post_webhook(
                 url,
-                reports.render_json(report),
+                reports.render_json(report, messages.report_say(self.env)),
                 timeout=WEBHOOK_TIMEOUT,
                 retries=WEBHOOK_RETRIES,
                 backoff=WEBHOOK_BACKOFF,
@@ -135,7 +135,7 @@ class MemoryLeakReport(models.AbstractModel):
                         db=self.env.cr.dbname,
                         count=len(report.findings),
                     ),
-                    "body_html": reports.render_html(report),
+                    "body_html": reports.render_html(report, messages.report_say(self.env)),
                     "email_from": email_from,
                     "recipient_ids": [fields.Command.set(recipients.partner_id.ids)],
                     "auto_delete": True,
@@ -242,37 +242,9 @@ class MemoryLeakReport(models.AbstractModel):
                 order="date, id",
             )
         )
-        by_process = {}
-        for row in rows:
-            by_process.setdefault((row["host"], row["pid"]), []).append(row)
-        processes, near_limit = [], []
-        recent = now - timedelta(minutes=RECENT_MINUTES)
-        for (host, pid), samples in by_process.items():
-            first, last = samples[0], samples[-1]
-            hours = (last["date"] - first["date"]).total_seconds() / 3600
-            growth = (last["rss_mb"] or 0.0) - (first["rss_mb"] or 0.0)
-            if growth > 0 and hours > 0:
-                processes.append(
-                    {
-                        "host": host,
-                        "pid": pid,
-                        "kind": last["process_kind"],
-                        "growth_mb": growth,
-                        "hours": hours,
-                        "rss_mb": last["rss_mb"] or 0.0,
-                    }
-                )
-            if last["date"] >= recent and (last["soft_limit_pct"] or 0.0) >= warn_share:
-                near_limit.append(
-                    {
-                        "host": host,
-                        "pid": pid,
-                        "kind": last["process_kind"],
-                        "soft_limit_pct": last["soft_limit_pct"],
-                        "vms_mb": last["vms_mb"] or 0.0,
-                        "rss_mb": last["rss_mb"] or 0.0,
-                    }
-                )
-        processes.sort(key=lambda p: -p["growth_mb"])
-        recycles = Snapshot._recycles_per_host(since)
-        return {"processes": processes[:TOP_PROCESSES], "near_limit": near_limit, "recycles": recycles}
+        for row in rows:  # the roll-ups keep a process by host and pid, not by its start time
+            row["started_at"] = False
+        figures = reports.process_figures(
+            rows, now, warn_share=warn_share, recent=RECENT_MINUTES * 60, top=TOP_PROCESSES
+        )
+        return {**figures, "recycles": Snapshot._recycles_per_host(since)}

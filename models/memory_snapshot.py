@@ -10,7 +10,7 @@ from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
 from .. import access, compat
-from ..core import params, procmem, proctree, sampler, trends
+from ..core import heap, params, procmem, proctree, sampler, trends
 
 _logger = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ class MemorySnapshot(models.Model):
         string="% of soft limit",
         readonly=True,
         aggregator="max",
-        help="The size Odoo compares (virtual size on Linux) as a share of the soft limit in force: "
-        "at 100% the worker is recycled after its request.",
+        help="The size Odoo compares (virtual size on Linux) as a share of the soft limit in force: at 100% the worker is recycled after its request.",  # noqa: E501
     )
     soft_limit_mb = fields.Float(string="Soft limit (MiB)", readonly=True, aggregator="max")
     hard_limit_mb = fields.Float(string="Hard limit (MiB)", readonly=True, aggregator="max")
@@ -127,9 +126,7 @@ class MemorySnapshot(models.Model):
     def _compute_top_types_display(self):
         for snapshot in self:
             rows = json.loads(snapshot.top_types) if snapshot.top_types else []
-            snapshot.top_types_display = "\n".join(
-                f"{size / procmem.MIB:10.1f} MiB {count:10d}  {name}" for name, count, size in rows
-            )
+            snapshot.top_types_display = heap.format_top_types(rows) if rows else False
 
     def _compute_above_warn(self):
         warn = self._setting(params.WARN_SHARE)
@@ -287,24 +284,28 @@ class MemorySnapshot(models.Model):
         # Earlier snapshots of this host's processes: read by the sampler whoever triggers it.
         rows = self.sudo().search_read(
             [("host", "=", host), ("pid", "in", pids), ("date", ">=", now - timedelta(seconds=lookback))],
-            ["pid", "started_at", "date", "rss_mb"],
-            order="date",
+            ["host", "pid", "started_at", "date", "rss_mb"],
         )
-        result = {}
-        for figures in found:
-            started = _utc(figures["started_at"])
-            points = [
-                (row["date"].timestamp(), row["rss_mb"])
-                for row in rows
-                if row["pid"] == figures["pid"] and row["started_at"] == started
-            ]
-            points.append((now.timestamp(), figures["rss_mb"]))
-            window = [p for p in points if p[0] >= now.timestamp() - span]
-            result[figures["pid"]] = (
-                trends.growth_rate(window),
-                trends.leak_suspect(points, threshold, span),
+        current = [
+            {
+                "host": host,
+                "pid": f["pid"],
+                "started_at": _utc(f["started_at"]),
+                "date": now,
+                "rss_mb": f["rss_mb"],
+            }
+            for f in found
+        ]
+        by_process = trends.series(rows + current)
+        return {
+            row["pid"]: trends.trend(
+                trends.points(by_process[host, row["pid"], row["started_at"]]),
+                trends.seconds(now),
+                threshold,
+                span,
             )
-        return result
+            for row in current
+        }
 
     def _previous_round(self, host):
         """``{pid: kind}`` of this host's latest sampling round."""

@@ -4,8 +4,15 @@ from urllib.parse import urlparse
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access
+from .. import access, messages
 from ..core import params, rollup
+
+#: The setting that a retention check of core.rollup names, by its code.
+ROLLUP_FIELDS = {
+    "shorter_than_raw": "memory_snapshot_hour_days",
+    "shorter_than_hours": "memory_snapshot_retention_days",
+    "shorter_than_span": "memory_snapshot_raw_hours",
+}
 
 #: Settings fields stored as plain config parameters, by field name.
 PARAM_FIELDS = {
@@ -43,8 +50,7 @@ class ResConfigSettings(models.TransientModel):
         string="Batch memory share (%)",
         config_parameter=params.BATCH_MEMORY_SHARE,
         default=_default(params.BATCH_MEMORY_SHARE),
-        help="A batched cron stops after the batch in which the worker passed this share "
-        "of limit_memory_soft.",
+        help="A batched cron stops after the batch in which the worker passed this share of limit_memory_soft.",  # noqa: E501
     )
     memory_batch_time_share = fields.Float(
         string="Batch time share (%)",
@@ -100,15 +106,13 @@ class ResConfigSettings(models.TransientModel):
         string="Warn below available memory (%)",
         config_parameter=params.HEALTH_MIN_AVAILABLE,
         default=_default(params.HEALTH_MIN_AVAILABLE),
-        help="Health warns when the memory still available to this server (the container's, else the"
-        " host's) falls under this share of its memory. 0: never.",
+        help="Health warns when the memory still available to this server (the container's, else the host's) falls under this share of its memory. 0: never.",  # noqa: E501
     )
     memory_health_max_pressure = fields.Float(
         string="Warn above memory pressure (%)",
         config_parameter=params.HEALTH_MAX_PRESSURE,
         default=_default(params.HEALTH_MAX_PRESSURE),
-        help="Health warns when PSI some avg10 (share of the last 10 s during which some task waited for"
-        " memory, the container's or the host's) passes this. 0: never.",
+        help="Health warns when PSI some avg10 (share of the last 10 s during which some task waited for memory, the container's or the host's) passes this. 0: never.",  # noqa: E501
     )
     # The two secrets (the endpoint token, and the webhook URL, which is the credential of a
     # Slack, Teams or Discord webhook) are restricted to Settings admins at the field level:
@@ -121,8 +125,7 @@ class ResConfigSettings(models.TransientModel):
         string="Endpoint token",
         config_parameter=params.ENDPOINT_TOKEN,
         groups=access.ADMIN_GROUP,
-        help="Needed by /memory_hygiene/health and /memory_hygiene/metrics, sent as "
-        "'Authorization: Bearer <token>'. At least 32 characters.",
+        help="Needed by /memory_hygiene/health and /memory_hygiene/metrics, sent as 'Authorization: Bearer <token>'. At least 32 characters.",  # noqa: E501
     )
     memory_profile_until = fields.Datetime(
         string="Profile every cron until",
@@ -179,7 +182,8 @@ class ResConfigSettings(models.TransientModel):
                 try:
                     params.check(key, settings[name])
                 except params.ParamError as exc:
-                    raise ValidationError(str(exc)) from None
+                    label = settings._fields[name].get_description(self.env)["string"]  # translated
+                    raise ValidationError(messages.param_error(self.env, label, exc.say)) from None
             try:
                 rollup.check_retention(
                     settings.memory_snapshot_raw_hours,
@@ -189,7 +193,9 @@ class ResConfigSettings(models.TransientModel):
                     settings.memory_snapshot_interval,
                 )
             except params.ParamError as exc:
-                raise ValidationError(str(exc)) from None
+                name = ROLLUP_FIELDS[exc.say.code]
+                label = settings._fields[name].get_description(self.env)["string"]  # translated
+                raise ValidationError(messages.param_error(self.env, label, exc.say)) from None
             url = settings.memory_report_webhook_url
             if url:
                 parsed = urlparse(url.strip())

@@ -97,7 +97,8 @@ class TestCronRun(CronRunCase):
     def test_retention_setting_is_validated(self):
         settings = self.env["res.config.settings"].with_user(self.admin)
         self.assertEqual(settings.create({}).memory_profile_retention_days, 30)
-        with self.assertRaisesRegex(ValidationError, "Profiled run retention"):
+        # The message names the setting by its label on the page.
+        with self.assertRaisesRegex(ValidationError, r"Keep profiled runs \(days\) must be at least 1"):
             settings.create({"memory_profile_retention_days": 0})
 
 

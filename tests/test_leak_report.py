@@ -10,6 +10,7 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
+from .. import messages
 from ..core import params
 from ..core import report as core_report
 from ..models import memory_leak_report
@@ -113,20 +114,41 @@ class TestLeakReport(CronRunCase):
         report = self.Report._build()
         growth = [f for f in report.findings if f.kind == "growth"]
         self.assertEqual(len(growth), 1)
-        self.assertIn("+10.0 MiB of growth in 24 h", growth[0].title)
+        self.assertEqual(growth[0].title, core_report.Say("growth", {"total_mb": 10.0}))
         self.assertEqual(
-            growth[0].details,
+            [detail.figures for detail in growth[0].details],
             [
-                '"Partner sync (memory_hygiene test)" (id %s): +9.0 MiB, 90 %% (2 runs, 2 files kept open)'
-                % self.cron.id,
-                '"Mail digest (memory_hygiene test)" (id %s): +1.0 MiB, 10 %% (1 runs)' % other.id,
+                {
+                    "id": self.cron.id,
+                    "name": "Partner sync (memory_hygiene test)",
+                    "growth_mb": 9.0,
+                    "share": 90.0,
+                    "runs": 2,
+                    "fds_kept": 2,
+                },
+                {
+                    "id": other.id,
+                    "name": "Mail digest (memory_hygiene test)",
+                    "growth_mb": 1.0,
+                    "share": 10.0,
+                    "runs": 1,
+                    "fds_kept": 0,
+                },
             ],
+        )
+        self.assertEqual(
+            messages.report_say(self.env)(*growth[0].details[0]),
+            '"Partner sync (memory_hygiene test)" (id %s): +9.0 MiB, 90 %% (2 runs, 2 files kept open)'
+            % self.cron.id,
         )
         cron_finding = next(f for f in report.findings if f.kind == "cron")
         self.assertIn(
-            "held by odoo.addons.partner_sync.models.sync._cache (dict, +1 000 entries)", cron_finding.details
+            core_report.Say(
+                "held_by", {"path": "odoo.addons.partner_sync.models.sync._cache (dict, +1 000 entries)"}
+            ),
+            cron_finding.details,
         )
-        self.assertIn("charged +9.0 MiB in 24 h (90 % of it)", cron_finding.details)
+        self.assertIn(core_report.Say("charged", {"growth_mb": 9.0, "share": 90.0}), cron_finding.details)
         self.assertAlmostEqual(self.cron.memory_growth_share, 90.0)
         self.assertAlmostEqual(self.cron.memory_growth_day_mb, 9.0)
         self.assertAlmostEqual(self.cron.memory_growth_run_mb, 4.5)
@@ -258,22 +280,23 @@ class TestLeakReport(CronRunCase):
         self.snapshot(30 * 60, 6000, 100.0)  # older than the report's day
         self.snapshot(5, 6000, 900.0)
         report = self.Report._build()
-        ours = [f for f in report.findings if "mh-report-host" in f.title]
+        ours = [f for f in report.findings if f.title.figures.get("host") == "mh-report-host"]
         self.assertEqual(
-            [(f.kind, f.title) for f in ours],
+            [(f.kind, f.title.code, f.advice.code) for f in ours],
             [
-                ("process", "cron process 4242 on mh-report-host grew +800 MiB in 19.8 h (RSS now 1100 MiB)"),
-                (
-                    "limit",
-                    "cron process 4242 on mh-report-host is at 95 % of its soft limit (warn at 90 %; "
-                    "virtual size 2200 MiB, RSS 1100 MiB)",
-                ),
-                ("recycles", "1 worker recycle(s) on mh-report-host"),
+                ("process", "process", "process_growth"),
+                ("limit", "limit", "near_limit"),
+                ("recycles", "recycles", "recycles_advice"),
             ],
         )
-        self.assertTrue(all(f.advice for f in ours))
+        process, limit, recycles = (f.title.figures for f in ours)
+        self.assertEqual((process["pid"], process["kind"], process["growth_mb"]), (4242, "cron", 800.0))
+        self.assertAlmostEqual(process["hours"], 19.83, places=1)
+        self.assertEqual((limit["pid"], limit["soft_limit_pct"], limit["warn_share"]), (4242, 95.0, 90.0))
+        self.assertEqual(recycles, {"count": 1, "host": "mh-report-host"})
         self.assertFalse(report.notes)
-        text = core_report.render_text(report)
+        text = core_report.render_text(report, messages.report_say(self.env))
+        self.assertIn("cron process 4242 on mh-report-host grew +800 MiB in 19.8 h (RSS now 1100 MiB)", text)
         self.assertIn("Advice: It will be recycled after its current job", text)
 
     def test_unreadable_snapshots_do_not_stop_the_report(self):

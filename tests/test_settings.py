@@ -31,9 +31,9 @@ class TestSettings(TransactionCase):
         self.assertEqual(params.read(self.icp.get_param, params.SNAPSHOT_INTERVAL), 7)
 
     def test_nonsense_is_rejected_with_what_to_fix(self):
-        cases = {
+        cases = {  # the messages name each setting by its label on the page
             "memory_snapshot_interval": (0, "Sampling interval"),
-            "memory_snapshot_retention_days": (-1, "daily history"),
+            "memory_snapshot_retention_days": (-1, "Keep daily history \\(days\\) must be at least 1"),
             "memory_warn_share": (101, "at most 100"),
             "memory_batch_memory_share": (0, "at least 1"),
             "memory_profile_window": (1, "window"),

@@ -1,6 +1,5 @@
-import re
-
 from core import advisor
+from core.say import as_codes
 
 GiB = 1024**3
 MiB = 1024**2
@@ -23,6 +22,15 @@ def codes(findings, *levels):
     return {f.code for f in findings if f.level in levels}
 
 
+def said(finding):
+    """The codes and figures of what ``finding`` says (its title, then its advice)."""
+    return " ".join(as_codes(*say) for say in (finding.title, *finding.advice))
+
+
+def advice_codes(finding):
+    return [say.code for say in finding.advice]
+
+
 def test_sound_configuration_passes():
     findings = advisor.advise(SOUND, cpu_count=4, ram_bytes=32 * GiB)
     assert codes(findings, "critical", "warning") == set()
@@ -35,7 +43,7 @@ def test_hard_below_soft_and_too_many_workers_for_the_ram():
     assert {"hard_not_above_soft", "limits_vs_ram"} <= codes(findings, "critical")
     ram = next(f for f in findings if f.code == "limits_vs_ram")
     # 0.6 x 16 GiB / 11 processes (9 HTTP, 1 cron, the gevent process)
-    assert "limit_memory_soft = %d" % int(0.6 * 16 * GiB / 11) in ram.advice
+    assert ram.settings["limit_memory_soft"] == int(0.6 * 16 * GiB / 11)
     assert findings[0].level == "critical", "worst first"
 
 
@@ -44,7 +52,7 @@ def test_workers_vs_cpu_threaded_and_proxy_mode():
     assert "workers_vs_cpu" not in codes(advisor.advise(dict(SOUND, workers=5), 2, 64 * GiB), "warning")
     threaded = advisor.advise(dict(SOUND, workers=0), 2, 64 * GiB)
     assert "threaded" in codes(threaded, "warning")
-    assert "workers = 5" in next(f for f in threaded if f.code == "threaded").advice
+    assert next(f for f in threaded if f.code == "threaded").settings["workers"] == 5
     assert "proxy_mode" in codes(advisor.advise(dict(SOUND, proxy_mode=False), 4, 32 * GiB), "warning")
     assert "proxy_mode" not in codes(advisor.advise(dict(SOUND, workers=0, proxy_mode=False), 4, 32 * GiB))
 
@@ -61,13 +69,15 @@ def test_advice_is_sized_on_the_virtual_size():
     opts = dict(SOUND, workers=9, limit_memory_hard=4 * GiB, limit_memory_soft=3 * GiB)
     findings = advisor.advise(opts, cpu_count=4, ram_bytes=16 * GiB, live=live)
     gap = next(f for f in findings if f.code == "gap_http")
-    assert "gap 710.0 MiB" in gap.title
+    assert gap.title.figures["gap"] == "710.0 MiB"
     ram = next(f for f in findings if f.code == "limits_vs_ram")
     expected = int(0.6 * 16 * GiB / 11 + 710 * MiB)
-    assert f"limit_memory_soft = {expected}" in ram.advice
+    assert ram.settings["limit_memory_soft"] == expected
+    assert "limits_gap" in advice_codes(ram)
     # the same limits without the gap: the advice is the bare RSS budget
     bare = next(f for f in advisor.advise(opts, 4, 16 * GiB) if f.code == "limits_vs_ram")
-    assert f"limit_memory_soft = {int(0.6 * 16 * GiB / 11)}" in bare.advice
+    assert bare.settings["limit_memory_soft"] == int(0.6 * 16 * GiB / 11)
+    assert "limits_gap" not in advice_codes(bare)
 
 
 def test_live_process_above_its_soft_limit():
@@ -85,8 +95,8 @@ def test_time_limits():
 
 
 def advice_values(finding):
-    """``{option: int}`` of the ``option = number`` pairs a finding advises."""
-    return {key: int(value) for key, value in re.findall(r"(\w+) = (\d+)", finding.advice)}
+    """``{option: int}`` a finding advises."""
+    return finding.settings
 
 
 def assert_self_consistent(opts, *host, **kwargs):
@@ -96,7 +106,7 @@ def assert_self_consistent(opts, *host, **kwargs):
         if finding.level in ("critical", "warning"):
             applied.update(advice_values(finding))
     again = advisor.advise(applied, *host, **kwargs)
-    assert codes(again, "critical", "warning") == set(), [(f.code, f.advice) for f in again]
+    assert codes(again, "critical", "warning") == set(), [said(f) for f in again]
     return applied
 
 
@@ -105,7 +115,7 @@ def test_hard_just_above_soft():
     findings = advisor.advise(close, 4, 32 * GiB)
     finding = next(f for f in findings if f.code == "hard_close_to_soft")
     assert finding.level == "warning"
-    assert "MemoryError" in finding.advice
+    assert advice_codes(finding) == ["hard_close_to_soft", "keep_hard"]
     assert advice_values(finding)["limit_memory_hard"] == int(1.26 * GiB / 0.8)
     assert_self_consistent(close, 4, 32 * GiB)
     gevent = dict(SOUND, limit_memory_soft_gevent=GiB, limit_memory_hard_gevent=int(1.05 * GiB))
@@ -115,15 +125,15 @@ def test_hard_just_above_soft():
 def test_hard_limit_below_what_a_pdf_report_needs():
     low = dict(SOUND, limit_memory_soft=800 * MiB, limit_memory_hard=1000 * MiB)
     finding = next(f for f in advisor.advise(low, 4, 32 * GiB) if f.code == "hard_below_report_floor")
-    assert "wkhtmltopdf" in finding.advice
+    assert finding.settings == {"limit_memory_hard": 1536 * MiB}
     # 1 CPU, 512 MiB, 2 workers: no hard limit fits, the advice is more memory, never a lower hard limit
     tiny = dict(
         SOUND, workers=2, max_cron_threads=2, limit_memory_soft=288 * MiB, limit_memory_hard=360 * MiB
     )
     findings = advisor.advise(tiny, 1, 512 * MiB)
     ram = next(f for f in findings if f.code == "limits_vs_ram")
-    assert "at least 2.7 GiB of memory" in ram.advice
-    assert "limit_memory_hard" not in ram.advice
+    assert [(say.code, say.figures["needed"]) for say in ram.advice[1:]] == [("more_memory", "2.7 GiB")]
+    assert "limit_memory_hard" not in ram.settings
     assert "hard_below_report_floor" in codes(findings, "warning")
     # ... and that much memory is enough for one worker with the floor
     assert_self_consistent(dict(tiny, workers=1), 1, int(2.74 * GiB))
@@ -132,7 +142,7 @@ def test_hard_limit_below_what_a_pdf_report_needs():
     ram = next(f for f in advisor.advise(small, 2, int(2.5 * GiB)) if f.code == "limits_vs_ram")
     values = advice_values(ram)
     assert values["workers"] < 4 and values["limit_memory_hard"] == 1536 * MiB
-    assert "More workers need more memory" in ram.advice
+    assert advice_codes(ram)[-1] == "more_workers_more_memory"
     assert_self_consistent(small, 2, int(2.5 * GiB))
 
 
@@ -141,8 +151,9 @@ def test_a_4_gib_2_cpu_container_on_a_large_host():
     findings = advisor.advise(
         sized_for_the_host, 2, 4 * GiB, cpu_source="container CPU quota", ram_source="container limit"
     )
-    text = " ".join(f.title + " " + f.advice for f in findings)
-    assert "4.0 GiB (container limit)" in text and "2 CPUs (container CPU quota)" in text
+    text = " ".join(said(f) for f in findings)
+    assert "ram_source(size='4.0 GiB', origin='container limit')" in text
+    assert "cpus_source(count='2', origin='container CPU quota')" in text
     ram = next(f for f in findings if f.code == "limits_vs_ram")
     values = advice_values(ram)
     assert values["workers"] <= 5
@@ -163,7 +174,8 @@ def test_gevent_process_shares_the_memory_with_its_own_limits():
     gevent_floor = next(
         f for f in advisor.advise(small_gevent, 4, 32 * GiB) if f.code == "hard_below_report_floor_gevent"
     )
-    assert "limit_memory_hard_gevent" in gevent_floor.advice
+    assert gevent_floor.settings == {"limit_memory_hard_gevent": 1536 * MiB}
+    assert gevent_floor.title.figures["suffix"] == "_gevent"
 
 
 def test_threaded_mode_time_limits():
@@ -171,7 +183,7 @@ def test_threaded_mode_time_limits():
     findings = advisor.advise(threaded, 4, 32 * GiB)
     cron = next(f for f in findings if f.code == "threaded_cron_time")
     assert cron.level == "warning"
-    assert "limit_time_real_cron = 3600" in cron.advice
+    assert cron.settings == {"limit_time_real_cron": 3600}
     assert "threaded_time_limits" in codes(findings, "info")
     assert "no_time_real_cron" not in codes(findings, "info"), "0 means limit_time_real for threads"
     assert "no_time_real" in codes(advisor.advise(dict(threaded, limit_time_real=0), 4, 32 * GiB), "warning")
@@ -187,11 +199,11 @@ def test_connections_against_postgresql():
     findings = advisor.advise(dict(SOUND, db_maxconn=64), 4, 32 * GiB, postgres=pg16)
     finding = next(f for f in findings if f.code == "connections")
     assert finding.level == "warning"
-    assert "(5 HTTP + 1 cron workers) x db_maxconn 64 + gevent 64" in finding.title
-    assert "minus 5 reserved slot(s) = 95" in finding.title
+    assert finding.title.figures["pools"].figures == {"workers": 5, "cron": 1, "maxconn": 64, "gevent": 64}
+    assert (finding.title.figures["reserved"], finding.title.figures["available"]) == (5, 95)
     # (95 - 64 for the gevent process) // 6 pooled workers
     assert advice_values(finding)["db_maxconn"] == 5
-    assert "Connection Pool Is Full" in finding.advice
+    assert advice_codes(finding) == ["connections", "connections_pooled"]
     ok = dict(SOUND, db_maxconn=8, db_maxconn_gevent=32)
     assert "connections" not in codes(advisor.advise(ok, 4, 32 * GiB, postgres=pg16))
     crowded = dict(SOUND, workers=60, db_maxconn=64)
@@ -203,7 +215,9 @@ def test_connections_against_postgresql():
 def test_limit_time_worker_cron_of_19():
     assert not {"no_cron_worker_age", "cron_worker_age"} & codes(advisor.advise(SOUND, 4, 32 * GiB), "info")
     never = advisor.advise(dict(SOUND, limit_time_worker_cron=0), 4, 32 * GiB)
-    assert "limit_time_worker_cron = 3600" in next(f for f in never if f.code == "no_cron_worker_age").advice
+    assert next(f for f in never if f.code == "no_cron_worker_age").settings == {
+        "limit_time_worker_cron": 3600
+    }
     assert "cron_worker_age" in codes(
         advisor.advise(dict(SOUND, limit_time_worker_cron=3600), 4, 32 * GiB), "info"
     )
@@ -222,11 +236,12 @@ def test_odoo_documented_sample_for_4_cpus():
         "proxy_mode": True,
     }
     findings = advisor.advise(sample, 4, 32 * GiB)
-    assert codes(findings, "critical", "warning") == set(), [(f.code, f.title) for f in findings]
+    assert codes(findings, "critical", "warning") == set(), [said(f) for f in findings]
     # On 24 GiB it gets one warning, that says why and what to do.
     findings = advisor.advise(sample, 4, 24 * GiB)
     assert codes(findings, "critical") == set()
     [warning] = [f for f in findings if f.level == "warning"]
     assert warning.code == "limits_vs_ram"
-    assert "10 processes (8 HTTP + 1 cron workers and the gevent process)" in warning.advice
-    assert "limit_memory_soft =" in warning.advice
+    held = warning.advice[0].figures
+    assert (held["count"], held["processes"].figures) == (10, {"workers": 8, "cron": 1})
+    assert "limit_memory_soft" in warning.settings

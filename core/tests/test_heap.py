@@ -5,6 +5,7 @@ import psutil
 import pytest
 
 from core import heap
+from core.say import Say
 
 
 def test_top_types_of_this_process():
@@ -36,26 +37,28 @@ def test_collect_without_trim():
 def test_tracer_start_snapshot_compare_stop():
     tracer = heap.Tracer()
     assert tracer.snapshot() is None, "not tracing: no snapshot"
-    assert "started" in tracer.start(frames=2)
+    assert tracer.start(frames=2) == Say(
+        "started_until_upto", {"frames": 2, "minutes": "30", "size": "512.0 MiB"}
+    )
     try:
-        first = tracer.snapshot(top_n=3)
-        assert "First snapshot" in first
+        said, first = tracer.snapshot(top_n=3)
+        assert said.code == "snapshot_first" and said.figures["top"] == 3 and len(first) <= 3
         kept = [bytearray(1000) for _ in range(200)]  # noqa: F841 - allocated between the snapshots
-        second = tracer.snapshot(top_n=3)
-        assert "Compared with the previous snapshot" in second
-        assert "test_heap.py" in second
+        said, second = tracer.snapshot(top_n=3)
+        assert said.code == "snapshot_compared"
+        assert "test_heap.py" in "\n".join(second)
     finally:
-        assert "stopped" in tracer.stop()
+        assert tracer.stop() == Say("stopped")
     assert not tracemalloc.is_tracing()
-    assert "not tracing" in tracer.stop()
+    assert tracer.stop() == Say("not_tracing")
 
 
 def test_tracer_leaves_foreign_tracing_on():
     tracemalloc.start()
     try:
         tracer = heap.Tracer()
-        assert "already" in tracer.start()
-        assert "left on" in tracer.stop()
+        assert tracer.start().code == "foreign_tracing"
+        assert tracer.stop() == Say("left_on")
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
@@ -74,13 +77,13 @@ def test_tracer_stops_by_itself_at_its_traced_size(tmp_path):
     if tracemalloc.is_tracing():
         pytest.skip("something else traces this process")
     text = tracer.start(1, max_seconds=3600, max_bytes=heap.MIB)
-    assert "stops by itself after 60 min or when it traces 1.0 MiB" in text
+    assert text == Say("started_until_upto", {"frames": 1, "minutes": "60", "size": "1.0 MiB"})
     me = psutil.Process()
     assert board.lookup(me.pid, me.create_time())["max_bytes"] == heap.MIB
     kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB, traced
     assert _wait_for(lambda: not tracemalloc.is_tracing()), "stopped by its watchdog"
     assert kept
-    assert tracer.stopped_because.startswith("it traced")
+    assert tracer.stopped_because.code == "traced_above"
     assert board.lookup(me.pid, me.create_time()) is None, "the board says it no longer traces"
 
 
@@ -90,8 +93,8 @@ def test_tracer_stops_by_itself_when_its_time_is_up(tmp_path):
         pytest.skip("something else traces this process")
     tracer.start(1, max_seconds=0.05, max_bytes=None)
     assert _wait_for(lambda: not tracemalloc.is_tracing())
-    assert tracer.stopped_because == "its time was up"
-    assert "not tracing" in tracer.stop()
+    assert tracer.stopped_because == Say("time_up")
+    assert tracer.stop() == Say("not_tracing")
 
 
 def test_board_ignores_a_reused_pid_and_a_foreign_directory(tmp_path):

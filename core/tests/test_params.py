@@ -1,6 +1,7 @@
 import pytest
 
 from core import params
+from core.say import Say
 
 
 def test_every_key_is_prefixed_and_declared_once():
@@ -37,6 +38,18 @@ def test_nonsense_says_what_to_fix(key, value, message):
     with pytest.raises(params.ParamError) as err:
         params.check(key, value)
     assert str(err.value) == message
+
+
+def test_nonsense_is_said_as_a_code_and_figures():
+    with pytest.raises(params.ParamError) as err:
+        params.check(params.WARN_SHARE, 120)
+    assert err.value.say == Say("above_maximum", {"maximum": "100", "value": "120"})
+    with pytest.raises(params.ParamError) as err:
+        params.check(params.SNAPSHOT_INTERVAL, "2.5")
+    assert err.value.say == Say("not_a_whole_number", {"value": "'2.5'"})
+    with pytest.raises(params.ParamError) as err:
+        params.check(params.ENDPOINT_TOKEN, "x" * 31)
+    assert err.value.say == Say("too_short", {"minimum": "32", "length": 31})
 
 
 def test_read_falls_back_to_the_default_and_warns(caplog):

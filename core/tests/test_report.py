@@ -50,24 +50,61 @@ def full_report():
     )
 
 
-def test_every_finding_has_one_line_of_advice():
+def test_every_finding_has_its_advice_as_a_code():
     report = full_report()
     assert [f.kind for f in report.findings] == ["cron", "process", "limit", "recycles"]
-    for finding in report.findings:
-        assert finding.advice and "\n" not in finding.advice
-    assert "/srv/addons/x/models/sync.py:12" in report.findings[0].advice, "module-level state at the site"
-    assert report.findings[0].details == [
-        "/srv/addons/x/models/sync.py:12: size=5.0 MiB (+1.0 MiB), count=5 (+1)"
+    assert [f.advice.code for f in report.findings] == [
+        "module_state",
+        "process_growth",
+        "near_limit",
+        "recycles_advice",
     ]
+    assert report.findings[0].advice.figures == {"site": "/srv/addons/x/models/sync.py:12"}
+    assert report.findings[0].details == [
+        rep.Say("site", {"line": "/srv/addons/x/models/sync.py:12: size=5.0 MiB (+1.0 MiB), count=5 (+1)"})
+    ]
+    assert report.findings[2].title.figures["warn_share"] == 90.0
+
+
+def test_every_code_said_is_listed_with_its_figures():
+    report = rep.build_report(
+        "prod",
+        "now",
+        crons=[dict(LEAKING_CRON, holders=["x._cache"], growth_mb=9.0, share=90.0)],
+        growth=[{"id": 7, "name": "Sync", "growth_mb": 9.0, "share": 90.0, "runs": 2, "fds_kept": 1}],
+    )
+    findings = report.findings + full_report().findings
+    said = (
+        [f.title for f in findings] + [d for f in findings for d in f.details] + [f.advice for f in findings]
+    )
+    assert {say.code for say in said} >= {"cron", "growth", "process", "limit", "recycles", "growth_row"}
+    for say in said:
+        assert set(say.figures) == set(rep.CODES[say.code]), say
 
 
 def test_text_names_the_cron_and_the_line():
-    text = rep.render_text(full_report())
+    sentences = {
+        "cron": 'Scheduled action "{name}" (id {id})',
+        "recycles": "{count} worker recycle(s) on {host}",
+        "site": "{line}",
+    }
+
+    def say(code, figures):
+        return sentences.get(code, code).format(**figures)
+
+    text = rep.render_text(full_report(), say)
     assert 'Scheduled action "Sync <partners>" (id 7)' in text
     assert "sync.py:12: size=5.0 MiB (+1.0 MiB)" in text
     assert "3 worker recycle(s) on web1" in text
     assert "web2" not in text
     assert "(no snapshots)" in text
+    assert "    advice: module_state" in text
+
+
+def test_without_sentences_the_text_says_codes_and_figures():
+    text = rep.render_text(full_report())
+    assert "recycles(count=3, host='web1')" in text
+    assert "summary(database='prod', generated_at='2026-01-01 06:00', count=4)" in text
 
 
 def test_html_escapes():
@@ -81,13 +118,17 @@ def test_json_is_slack_compatible():
     payload = rep.render_json(full_report())
     assert payload["text"] == rep.render_text(full_report())
     assert payload["findings"][0]["severity"] == "leaking"
+    assert payload["findings"][0]["advice"] == {
+        "code": "module_state",
+        "figures": {"site": "/srv/addons/x/models/sync.py:12"},
+    }
     json.dumps(payload)
 
 
 def test_empty_report_says_so():
     report = rep.build_report("prod", "now")
     assert report.findings == []
-    assert "nothing to report" in rep.render_text(report)
+    assert rep.render_text(report).startswith("summary_empty(")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +142,45 @@ def test_empty_report_says_so():
     ],
 )
 def test_advice_by_site(top, key):
-    assert rep.cron_advice("leaking", top) == rep.ADVICE[key]
+    assert rep.cron_advice("leaking", top) == rep.Say(key)
+
+
+def rows(pid, started, *samples, kind="cron"):
+    return [
+        {
+            "host": "web1",
+            "pid": pid,
+            "started_at": started,
+            "process_kind": kind,
+            "date": t,
+            "rss_mb": rss,
+            "vms_mb": 2 * rss,
+            "soft_limit_pct": pct,
+        }
+        for t, rss, pct in samples
+    ]
+
+
+def test_process_growth_is_the_snapshots_trend_per_process():
+    found = rep.process_figures(
+        rows(42, 0, (0, 300.0, 40.0), (1800, 900.0, 40.0), (3600, 300.0, 40.0))  # one spike: no trend
+        + rows(43, 0, (0, 300.0, 40.0), (3600, 1100.0, 95.0))  # +800 MiB in 1 h, near its limit
+        + rows(43, 100, (7200, 200.0, 10.0))  # pid 43 reused by a new process: not the same one
+        + rows(44, 0, (0, 500.0, 20.0), (7200, 400.0, 20.0)),  # shrank
+        7200,
+        warn_share=90,
+        recent=4000,
+        top=5,
+    )
+    assert [(p["pid"], p["growth_mb"], p["hours"]) for p in found["processes"]] == [(43, 800.0, 1.0)]
+    assert [p["pid"] for p in found["near_limit"]] == [43]
+    slope = rep.trends.growth_rate([(0, 300.0), (3600, 1100.0)])
+    assert found["processes"][0]["growth_mb"] == slope, "the snapshots' growth rate over the hour observed"
+
+
+def test_only_recent_snapshots_are_near_the_limit():
+    found = rep.process_figures(rows(7, 0, (0, 900.0, 99.0)), 7200, warn_share=90, recent=3600, top=5)
+    assert found == {"processes": [], "near_limit": []}
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ def test_only_the_last_window_counts():
 def test_unknown_until_window_runs():
     verdict = leak_verdict([1, 1], window=3, threshold_mb=0.5)
     assert verdict.state == UNKNOWN
-    assert "2 of 3" in verdict.reason
+    assert verdict.reason.figures == {"runs": 2, "window": 3}
     assert leak_verdict([], window=3, threshold_mb=0.5).state == UNKNOWN
 
 
@@ -56,8 +56,8 @@ def test_threshold_decides_what_is_growth():
 
 def test_reason_gives_the_figures():
     verdict = leak_verdict([1, 1, 1], window=3, threshold_mb=0.5, traced_mb=1.0)
-    assert "charged +3.00 MiB over 3 runs" in verdict.reason
-    assert "the traced run kept +1.00 MiB" in verdict.reason
+    assert verdict.reason.code == "keeps_python"
+    assert verdict.reason.figures["figures"].figures == {"net": 3.0, "window": 3, "min": 1.0, "traced": 1.0}
 
 
 @pytest.mark.parametrize(("window", "threshold"), [(1, 0.5), (5, 0), (5, -1)])

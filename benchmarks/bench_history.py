@@ -7,9 +7,9 @@ with memory_hygiene installed, then prints, before and after the roll-up:
 
 - the size of ``memory_snapshot`` and ``memory_snapshot_rollup`` with their
   indexes (after the roll-up and purge, ``VACUUM FULL``: the size of tables
-  that only ever held their retention; ``VACUUM FULL`` is repeated until the
-  size stops shrinking, as a transaction of another database that began before
-  the purge keeps the dead rows). Target < 150 MB;
+  that only ever held their retention; ``VACUUM FULL`` is repeated until no
+  dead row is left, as a transaction of another database that began before
+  the purge keeps them). Target < 150 MB;
 - the database time of one metrics scrape: the SQL of
   ``memory.snapshot._scrape_figures`` (what ``/memory_hygiene/metrics`` reads
   from the database; the settings it reads are cached), as Odoo's cursor
@@ -216,16 +216,17 @@ def vacuum_full(db):
         with connection.cursor() as cr:
             # A transaction of another database of the cluster that began before the purge keeps its
             # dead rows: try again a few seconds later until the size stops shrinking.
-            previous = None
-            for _attempt in range(6):
+            for _attempt in range(10):
                 cr.execute("VACUUM FULL ANALYZE memory_snapshot")
                 cr.execute("VACUUM FULL ANALYZE memory_snapshot_rollup")
-                cr.execute("SELECT pg_total_relation_size('memory_snapshot')")
-                size = cr.fetchone()[0]
-                if size == previous:
+                cr.execute(
+                    "SELECT pg_relation_size('memory_snapshot'), sum(pg_column_size(s.*))"
+                    " FROM memory_snapshot s"
+                )
+                size, data = cr.fetchone()
+                if size <= 1.5 * (data or 0) + 8192:  # no dead rows left (page overhead aside)
                     break
-                previous = size
-                time.sleep(3)
+                time.sleep(5)
     finally:
         connection.close()
 

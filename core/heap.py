@@ -394,9 +394,12 @@ class Tracer:
             self._stop_watch.set()
             self._stop_watch = None
         if self.lease is not None:
-            self.lease.release()
-            if self.board is not None:
-                self.board.clear(os.getpid())
+            try:
+                if self.board is not None:
+                    # First: whoever sees the trace stopped sees the board cleared too.
+                    self.board.clear(os.getpid())
+            finally:
+                self.lease.release()
         self.lease, self.previous, self.started_at, self.until, self.max_bytes = None, None, None, None, None
 
 

@@ -387,10 +387,12 @@ class Tracer:
             self._stop_watch.set()
             self._stop_watch = None
         if self.lease is not None:
-            # The board first: whoever sees tracing stopped must not find the board still saying it traces.
-            if self.board is not None:
-                self.board.clear(os.getpid())
-            self.lease.release()
+            try:
+                if self.board is not None:
+                    # First: whoever sees the trace stopped sees the board cleared too.
+                    self.board.clear(os.getpid())
+            finally:
+                self.lease.release()
         self.lease, self.previous, self.started_at, self.until, self.max_bytes = None, None, None, None, None
 
 

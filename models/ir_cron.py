@@ -9,7 +9,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access, compat
+from .. import access, compat, worker_lifecycle
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
@@ -176,7 +176,10 @@ class IrCron(models.Model):
 
     def _callback(self, cron_name, server_action_id):
         """Every run of a scheduled action (both series; 19.0's "Run Manually" too; each of a job's calls)."""
-        with self._memory_running_job():
+        with (
+            self._memory_running_job(),
+            worker_lifecycle.doing_cron(self.env.cr.dbname, self.id, cron_name),
+        ):
             plan = self._memory_run_plan(server_action_id)
             if plan is None:
                 return super()._callback(cron_name, server_action_id)
@@ -546,6 +549,8 @@ class IrCron(models.Model):
             _logger.warning(
                 "Cron %r (%s) memory: %s, %s", job_row["name"], self.id, verdict.state, verdict.reason
             )
+        if verdict.state != previous and verdict.state == verdicts.LEAKING:
+            self.env["memory.lifecycle.alert"]._raise_leaking(self, verdict.reason)
 
     # ------------------------------------------------------------------
     # Buttons

@@ -12,6 +12,7 @@
     "data": [
         "security/ir.model.access.csv",
         "data/ir_cron_data.xml",
+        "data/memory_lifecycle_alert_data.xml",
         "views/menus.xml",
         "views/memory_batch_position_views.xml",
         "views/memory_batch_failure_views.xml",
@@ -23,6 +24,7 @@
         "views/memory_snapshot_history_views.xml",
         "views/memory_snapshot_views.xml",
         "views/memory_cron_run_views.xml",
+        "views/memory_worker_exit_views.xml",
         "views/ir_cron_views.xml",
         "views/res_config_settings_views.xml",
     ],

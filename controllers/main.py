@@ -7,7 +7,7 @@ from odoo.http import request
 from odoo.tools import config
 
 from .. import access, compat
-from ..core import health, machine, metrics, params, sampler
+from ..core import health, machine, metrics, params, sampler, storms
 
 
 class MemoryHygieneController(http.Controller):
@@ -33,6 +33,7 @@ class MemoryHygieneController(http.Controller):
             _setting(params.HEALTH_MAX_PRESSURE),
         )
         problems += health.machine_problems(found, min_available, max_pressure)
+        problems += _lifecycle_problems()
         body = {
             "status": "warn" if problems else "ok",
             "host": compat.host_name(),
@@ -76,9 +77,26 @@ class MemoryHygieneController(http.Controller):
             helpers=_helpers(),
             machine=machine.read(),
         )
+        exits = request.env["memory.worker.exit"].sudo()  # read for the token's holder, who is no user
+        body += storms.render_metrics(host, exits._exit_counts(host), exits._storms(host))
         return request.make_response(
             body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")]
         )
+
+
+def _lifecycle_problems():
+    """Recycle storms of this host and scheduled actions that kill their worker, as health problems."""
+    exits = request.env["memory.worker.exit"].sudo()  # read for the token's holder, who is no user
+    exits._collect()
+    found = [
+        {"pid": None, "kind": kind, "soft_limit_pct": None, "reason": storm["reason"]}
+        for kind, storm in sorted(exits._storms().items())
+    ]
+    found += [
+        {"pid": None, "kind": "cron", "soft_limit_pct": None, "reason": figures["reason"]}
+        for figures in exits._killing_crons().values()
+    ]
+    return found
 
 
 def _allowed():

@@ -82,6 +82,11 @@ REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
 REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
 
 TRACEMALLOC_MAX_MINUTES = PREFIX + "tracemalloc_max_minutes"
+# Worker lifecycle: recycle storms and immediate alerts.
+STORM_REQUESTS = PREFIX + "storm_requests"
+STORM_MINUTES = PREFIX + "storm_minutes"
+STORM_WINDOW = PREFIX + "storm_window"
+ALERT_PERIOD_HOURS = PREFIX + "alert_period_hours"
 TRACEMALLOC_MAX_MB = PREFIX + "tracemalloc_max_mb"
 
 PARAMS = {
@@ -114,6 +119,10 @@ PARAMS = {
         ),
         _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
         _p("report_webhook_url", "Leak report webhook URL", str, ""),
+        _p("storm_requests", "Recycle storm: workers ending under (requests)", int, 20, 1, 10**9),
+        _p("storm_minutes", "Recycle storm: workers ending under (minutes)", int, 5, 0, 24 * 60),
+        _p("storm_window", "Recycle storm: exits counted over (minutes)", int, 60, 1, 7 * 24 * 60),
+        _p("alert_period_hours", "At most one alert per cause and kind every (hours)", int, 6, 1, 24 * 30),
         _p("tracemalloc_max_minutes", "Diagnostics tracemalloc stops after (minutes)", int, 30, 1, 24 * 60),
         _p(
             "tracemalloc_max_mb",

@@ -15,7 +15,7 @@ import time
 
 import psutil
 
-from . import procinfo, procmem, proctree
+from . import lifecycle, procinfo, procmem, proctree
 
 MIB = procmem.MIB
 
@@ -51,6 +51,8 @@ def sample(process, *, uss=False, now=None):
             "cpu_seconds": cpu.user + cpu.system,
             "started_at": started,
             "age_seconds": max(0.0, now - started),
+            # What the process is doing, from its title (core/lifecycle.py); None when idle.
+            "doing": lifecycle.parse_title(" ".join(_or_none(process.cmdline) or ())),
         }
     if uss:
         full = _or_none(process.memory_full_info)

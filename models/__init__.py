@@ -18,3 +18,5 @@ from . import memory_diagnostics_process
 from . import memory_diagnostics_finding
 from . import memory_diagnostics_pg_figure
 from . import memory_diagnostics_pg_query
+from . import memory_worker_exit
+from . import memory_lifecycle_alert

@@ -9,7 +9,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access, compat, messages
+from .. import access, compat, messages, worker_lifecycle
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
@@ -174,7 +174,10 @@ class IrCron(models.Model):
 
     def _callback(self, cron_name, server_action_id):
         """Every run of a scheduled action (both series; 19.0's "Run Manually" too; each of a job's calls)."""
-        with self._memory_running_job():
+        with (
+            self._memory_running_job(),
+            worker_lifecycle.doing_cron(self.env.cr.dbname, self.id, cron_name),
+        ):
             plan = self._memory_run_plan(server_action_id)
             if plan is None:
                 return super()._callback(cron_name, server_action_id)
@@ -549,6 +552,8 @@ class IrCron(models.Model):
                 verdict.state,
                 as_codes(*verdict.reason),
             )
+        if verdict.state != previous and verdict.state == verdicts.LEAKING:
+            self.env["memory.lifecycle.alert"]._raise_leaking(self, verdict.reason)
 
     # ------------------------------------------------------------------
     # Buttons

@@ -4,7 +4,7 @@ import logging
 from odoo import models
 from odoo.http import request
 
-from .. import compat
+from .. import compat, worker_lifecycle
 from ..core import params
 from . import memory_snapshot
 
@@ -15,8 +15,15 @@ class IrHttp(models.AbstractModel):
     _inherit = "ir.http"
 
     @classmethod
+    def _pre_dispatch(cls, rule, args):
+        # What this worker does now (its title and state file): the path, never the query string.
+        worker_lifecycle.doing_route(request.db, request.httprequest.path)
+        return super()._pre_dispatch(rule, args)
+
+    @classmethod
     def _post_dispatch(cls, response):
         super()._post_dispatch(response)
+        worker_lifecycle.idle()
         # An HTTP worker samples itself after its first request, then at most once
         # per interval: the check is a clock comparison; the sample runs once the
         # response is sent, in its own transaction.

@@ -78,6 +78,10 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         help="Actions that reach beyond this database: allowed by the server's configuration, or because the server serves this database only.",  # noqa: E501
     )
     server_wide_note = fields.Text(compute="_compute_server_wide")
+    lifecycle_alerts = fields.Text(
+        compute="_compute_lifecycle_alerts",
+        help="Recycle storms of this host, and scheduled actions whose runs end with their worker killed.",
+    )
 
     process_ids = fields.One2many("memory.diagnostics.process", "diagnostics_id", string="Processes")
     finding_ids = fields.One2many("memory.diagnostics.finding", "diagnostics_id", string="Findings")
@@ -155,6 +159,13 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
             raise UserError(self._server_wide_refusal(result))
         return result
 
+    def _compute_lifecycle_alerts(self):
+        exits = self.env["memory.worker.exit"]
+        reasons = [storm["reason"] for _kind, storm in sorted(exits._storms().items())]
+        reasons += [figures["reason"] for figures in exits._killing_crons().values()]
+        for page in self:
+            page.lifecycle_alerts = "\n".join(reasons) or False
+
     def _compute_server_wide(self):
         result = self._server_wide_scope()
         note = self._server_wide_refusal(result)
@@ -206,6 +217,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     "refreshed_at": fields.Datetime.now(),
                 }
             )
+            self.env["memory.worker.exit"]._collect()
             figures = page._refresh_processes(info, options)
             settings = page._refresh_postgres(found)
             page._refresh_findings(options, figures, found, settings)
@@ -227,6 +239,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     described["name"] = procinfo.command(proc)
                 if proc.pid == os.getpid() and worker is not None:
                     described["requests"] = str(worker.request_count)
+                if kind != proctree.HELPER:
+                    described["title"] = procinfo.command(proc, limit=1000)  # doing now: core/lifecycle.py
                 figures.append(described)
         self._requests_from_snapshots(figures)
         for fig in figures:

@@ -8,7 +8,7 @@ from odoo import fields, models
 from odoo.exceptions import UserError
 
 from .. import compat, messages
-from ..core import procinfo, proctree, scope, signals, stacks
+from ..core import lifecycle, procinfo, proctree, scope, signals, stacks
 
 _logger = logging.getLogger(__name__)
 
@@ -90,6 +90,12 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     requests = fields.Char(
         readonly=True, help="Known for the worker that answers, and from the latest snapshot of the others."
     )
+    doing = fields.Char(
+        string="Doing now",
+        readonly=True,
+        help="What the process does now, from its title: a scheduled action or a route (path only), or idle.",
+    )
+    doing_for = fields.Char(string="For", readonly=True, help="Since when it does it.")
     tracing = fields.Char(
         string="tracemalloc",
         readonly=True,
@@ -99,6 +105,10 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     def _values_from(self, page, fig, warn_share):
         order = {kind: index for index, kind in enumerate(proctree.KINDS)}
         uss = fig.get("uss")
+        # Another database's work is named only with server-wide powers.
+        doing, seconds = lifecycle.describe_doing(
+            lifecycle.parse_title(fig.get("title")), self.env.cr.dbname, page.server_wide_allowed
+        )
         return {
             "diagnostics_id": page.id,
             "sequence": order.get(fig["kind"], 99),
@@ -118,6 +128,8 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
             "tracing": fig.get("tracing") or False,
+            "doing": doing if "title" in fig else False,
+            "doing_for": procinfo.age_text(seconds) if doing != lifecycle.IDLE else False,
             "owner_pid": fig.get("owner_pid") or False,
             "command": fig.get("name") or False,
         }

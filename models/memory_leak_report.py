@@ -118,12 +118,7 @@ class MemoryLeakReport(models.AbstractModel):
         if not recipients:
             _logger.warning("Memory leak report: no recipient with an email address; no mail sent")
             return None
-        company = self.env.company
-        email_from = (
-            company.email_formatted
-            or self.env["ir.mail_server"].sudo()._get_default_from_address()
-            or self.env.ref("base.partner_root").email_formatted
-        )
+        email_from = self._email_from()
         # The report is the system's own mail, whichever user sends it.
         return (
             self.env["mail.mail"]
@@ -141,6 +136,15 @@ class MemoryLeakReport(models.AbstractModel):
                     "auto_delete": True,
                 }
             )
+        )
+
+    @api.model
+    def _email_from(self):
+        """The sender of the addon's mails (the report, the lifecycle alerts)."""
+        return (
+            self.env.company.email_formatted
+            or self.env["ir.mail_server"].sudo()._get_default_from_address()
+            or self.env.ref("base.partner_root").email_formatted
         )
 
     @api.model
@@ -190,6 +194,31 @@ class MemoryLeakReport(models.AbstractModel):
         return rows
 
     @api.model
+    def _last_trace(self, cron):
+        """The latest traced run of ``cron`` (``memory.cron.run``, maybe empty)."""
+        # The report covers every scheduled action, whoever sends it.
+        return (
+            self.env["memory.cron.run"]
+            .sudo()
+            .search([("cron_id", "=", cron.id), ("trace", "=", "traced")], limit=1)
+        )
+
+    @api.model
+    def _top_of(self, run):
+        """The allocation sites of a traced ``run``, by rank (``core/report.py``'s ``top``)."""
+        return [
+            {
+                "file": line.file,
+                "line": line.line,
+                "size_diff": int(line.size_diff_kb * 1024),
+                "count_diff": line.count_diff,
+                "size": int(line.size_kb * 1024),
+                "count": line.count,
+            }
+            for line in run.line_ids.sorted("rank")
+        ]
+
+    @api.model
     def _cron_figures(self, growth=None):
         """Suspect and leaking scheduled actions, leaking first, with their last trace's sites and holders."""
         growth = growth or {}
@@ -199,10 +228,9 @@ class MemoryLeakReport(models.AbstractModel):
             .with_context(active_test=False)
             .search([("memory_leak_state", "in", (verdicts.LEAKING, verdicts.SUSPECT))])
         )
-        Run = self.env["memory.cron.run"].sudo()  # idem
         figures = []
         for cron in crons.sorted(lambda c: (c.memory_leak_state != verdicts.LEAKING, c.cron_name or "")):
-            last = Run.search([("cron_id", "=", cron.id), ("trace", "=", "traced")], limit=1)
+            last = self._last_trace(cron)
             figures.append(
                 {
                     "id": cron.id,
@@ -212,17 +240,7 @@ class MemoryLeakReport(models.AbstractModel):
                     "holders": (last.holders_text or "").splitlines(),
                     "growth_mb": growth.get(cron.id, {}).get("growth_mb"),
                     "share": growth.get(cron.id, {}).get("share"),
-                    "top": [
-                        {
-                            "file": line.file,
-                            "line": line.line,
-                            "size_diff": int(line.size_diff_kb * 1024),
-                            "count_diff": line.count_diff,
-                            "size": int(line.size_kb * 1024),
-                            "count": line.count,
-                        }
-                        for line in last.line_ids.sorted("rank")
-                    ],
+                    "top": self._top_of(last),
                 }
             )
         return figures

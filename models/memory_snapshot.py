@@ -10,7 +10,7 @@ from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
 from .. import access, compat
-from ..core import heap, params, procmem, proctree, sampler, trends
+from ..core import heap, lifecycle, params, procmem, proctree, sampler, trends
 
 _logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class MemorySnapshot(models.Model):
         aggregator=False,
         help="The worker this one replaced (a recycle).",
     )
+    doing = fields.Char(readonly=True, help="What the process was doing when sampled (its title).")
     top_types = fields.Text(
         string="Top object types", readonly=True, prefetch=False, help="pympler, as JSON."
     )
@@ -196,6 +197,7 @@ class MemorySnapshot(models.Model):
             return self.browse()
         info = compat.server_info()
         uss = self._setting(params.SNAPSHOT_USS)
+        self.env["memory.worker.exit"]._collect()  # the workers that went away since the last round
         found = sampler.sample_tree(info["root_pid"], info["mode"], uss=uss)
         own = os.getpid()
         for figures in found:
@@ -240,6 +242,9 @@ class MemorySnapshot(models.Model):
             for kind, old, new in trends.recycles(previous, current, root_kind):
                 _logger.info("%s worker %s of %s was recycled: %s replaces it", kind, old, host, new)
                 replaced[new] = old
+        allowed = (
+            any(f.get("doing") for f in found) and self.env["memory.diagnostics"]._server_wide_scope().allowed
+        )
         vals_list = []
         for figures in found:
             rate, suspect = growth.get(figures["pid"], (None, False))
@@ -270,6 +275,7 @@ class MemorySnapshot(models.Model):
                     "growth_mb_per_hour": rate or 0.0,
                     "leak_suspect": suspect,
                     "recycled_pid": replaced.get(figures["pid"], 0),
+                    "doing": lifecycle.describe_doing(figures.get("doing"), self.env.cr.dbname, allowed)[0],
                 }
             )
         # Snapshots are the sampler's records: written whoever's request or cron is observed.

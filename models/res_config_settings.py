@@ -27,6 +27,10 @@ PARAM_FIELDS = {
     "memory_growth_min_span": params.GROWTH_MIN_SPAN,
     "memory_warn_share": params.WARN_SHARE,
     "memory_health_min_available": params.HEALTH_MIN_AVAILABLE,
+    "memory_storm_requests": params.STORM_REQUESTS,
+    "memory_storm_minutes": params.STORM_MINUTES,
+    "memory_storm_window": params.STORM_WINDOW,
+    "memory_alert_period_hours": params.ALERT_PERIOD_HOURS,
     "memory_health_max_pressure": params.HEALTH_MAX_PRESSURE,
     "memory_endpoint_token": params.ENDPOINT_TOKEN,
     "memory_profile_frames": params.PROFILE_FRAMES,
@@ -113,6 +117,32 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.HEALTH_MAX_PRESSURE,
         default=_default(params.HEALTH_MAX_PRESSURE),
         help="Health warns when PSI some avg10 (share of the last 10 s during which some task waited for memory, the container's or the host's) passes this. 0: never.",  # noqa: E501
+    )
+    memory_storm_requests = fields.Integer(
+        string="Storm under (requests)",
+        config_parameter=params.STORM_REQUESTS,
+        default=_default(params.STORM_REQUESTS),
+        help="A kind of worker is in a recycle storm when 3 of its workers end, within the window,"
+        " after fewer requests than this, or sooner than the minutes below.",
+    )
+    memory_storm_minutes = fields.Integer(
+        string="Storm under (minutes)",
+        config_parameter=params.STORM_MINUTES,
+        default=_default(params.STORM_MINUTES),
+        help="Workers ending younger than this count toward a recycle storm. 0: age alone never counts.",
+    )
+    memory_storm_window = fields.Integer(
+        string="Storm window (minutes)",
+        config_parameter=params.STORM_WINDOW,
+        default=_default(params.STORM_WINDOW),
+        help="The worker exits a recycle storm is judged on: those of the last minutes.",
+    )
+    memory_alert_period_hours = fields.Integer(
+        string="One alert per cause every (hours)",
+        config_parameter=params.ALERT_PERIOD_HOURS,
+        default=_default(params.ALERT_PERIOD_HOURS),
+        help="Immediate notifications (OOM kill, recycle storm, leaking scheduled action): at most one"
+        " per cause and kind of worker in this period.",
     )
     # The two secrets (the endpoint token, and the webhook URL, which is the credential of a
     # Slack, Teams or Discord webhook) are restricted to Settings admins at the field level:

@@ -12,3 +12,4 @@ from . import test_core
 from . import test_security
 from . import test_in_test_mode
 from . import test_messages
+from . import test_worker_lifecycle

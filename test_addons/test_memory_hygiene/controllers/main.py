@@ -32,6 +32,22 @@ class TestMemoryHygieneController(http.Controller):
         time.sleep(min(float(sleep), 10))  # keeps this worker busy: the next request goes to another
         return _json({"pid": os.getpid()})
 
+    @http.route("/test_memory_hygiene/wait", type="http", auth="none", save_session=False)
+    def wait(self, path, timeout=120, **kwargs):
+        """A slow route: answers once ``path`` exists (bounded by ``timeout`` seconds)."""
+        deadline = time.monotonic() + min(float(timeout), 300)
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return _json({"pid": os.getpid()})
+
+    @http.route("/test_memory_hygiene/burn", type="http", auth="none", save_session=False)
+    def burn(self, seconds=60, **kwargs):
+        """Burn CPU for ``seconds`` of this process's CPU time (what a runaway computation does)."""
+        start = time.process_time()
+        while time.process_time() - start < min(float(seconds), 300):
+            sum(range(10000))
+        return _json({"pid": os.getpid()})
+
     @http.route("/test_memory_hygiene/allocate", type="http", auth="none", save_session=False)
     def allocate(self, target_mb, pid=None, **kwargs):
         """Hold memory until this worker's virtual size is ``target_mb``; 409 if it is not ``pid``."""

@@ -1,3 +1,5 @@
+import os
+import time
 import tracemalloc
 
 from odoo import api, models
@@ -16,6 +18,13 @@ class TestMemoryLeakJob(models.AbstractModel):
 
     _name = "test.memory.leak.job"
     _description = "Memory Hygiene test jobs"
+
+    @api.model
+    def _job_wait_for_file(self, path, timeout=120):
+        """A slow job: runs until ``path`` exists (bounded by ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     @api.model
     def _job_leak(self):

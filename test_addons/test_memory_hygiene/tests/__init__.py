@@ -5,3 +5,4 @@ from . import test_leak_profiler
 from . import test_profiler_server
 from . import test_real_server
 from . import test_batch_server
+from . import test_lifecycle_server

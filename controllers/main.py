@@ -6,7 +6,7 @@ from odoo import fields, http
 from odoo.http import request
 from odoo.tools import config
 
-from .. import access, compat
+from .. import access, odoo_runtime
 from ..core import health, machine, metrics, params, sampler
 
 
@@ -35,7 +35,7 @@ class MemoryHygieneController(http.Controller):
         problems += health.machine_problems(found, min_available, max_pressure)
         body = {
             "status": "warn" if problems else "ok",
-            "host": compat.host_name(),
+            "host": odoo_runtime.host_name(),
             "warn_share": warn_share,
             "min_available_pct": min_available,
             "max_pressure": max_pressure,
@@ -61,7 +61,7 @@ class MemoryHygieneController(http.Controller):
     def metrics(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        host = compat.host_name()
+        host = odoo_runtime.host_name()
         processes = _live_processes()
         # Snapshots are read for a caller holding the token, which is no user.
         snapshots = request.env["memory.snapshot"].sudo()
@@ -127,7 +127,7 @@ def _setting(key):
 
 def _live_processes():
     """Figures, with limits, of every Odoo process of this host, read now."""
-    info = compat.server_info()
+    info = odoo_runtime.server_info()
     options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
     found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
     return [sampler.with_limits(figures, options) for figures in found]
@@ -135,5 +135,5 @@ def _live_processes():
 
 def _helpers():
     """Programs this host's Odoo processes started (wkhtmltopdf, node...), read now."""
-    info = compat.server_info()
+    info = odoo_runtime.server_info()
     return sampler.sample_helpers(info["root_pid"], info["mode"])

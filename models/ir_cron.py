@@ -9,7 +9,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
 from ..core.leakprof import MIB
@@ -192,7 +192,7 @@ class IrCron(models.Model):
         """
         self.ensure_one()
         return batching.running_job(
-            compat.job_info(self.env.cr, self.id),
+            odoo_runtime.job_info(self.env.cr, self.id),
             cron_id=self.id,
             cursor=self.env.cr,
             manual=manual,
@@ -314,7 +314,7 @@ class IrCron(models.Model):
                     plan["frames"],
                     plan["top_n"],
                     OWN_PATTERNS,
-                    holders=(plan["holders_min"], lambda: compat.registry_roots(self.env.registry)),
+                    holders=(plan["holders_min"], lambda: odoo_runtime.registry_roots(self.env.registry)),
                 ).start()
             except leakprof.TracingBusy:
                 _logger.info(
@@ -441,7 +441,7 @@ class IrCron(models.Model):
                 return
             rows[:] = [row for row in rows if row["cron_id"] not in self.ids]
             if independent:
-                with compat.independent_cursor(self.env) as cr:
+                with odoo_runtime.independent_cursor(self.env) as cr:
                     self.with_env(self.env(cr=cr))._memory_store(mine)
             else:
                 self._memory_store(mine)

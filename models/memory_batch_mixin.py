@@ -8,7 +8,7 @@ from odoo import api, models
 from odoo.exceptions import UserError
 from odoo.tools import config
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import params, procmem
 from ..core.batching import (
     RUNNING_JOB,
@@ -132,13 +132,13 @@ class MemoryBatchMixin(models.AbstractModel):
         manual_18 = bool(job and job.get("manual"))
         # Under the test runner a batch is a released savepoint. 18.0's Run Manually
         # holds the job's lock in the request's transaction: committing would release it.
-        commit = not compat.in_test_mode() and not manual_18
+        commit = not odoo_runtime.in_test_mode() and not manual_18
         name = getattr(callback, "__qualname__", repr(callback))
         key = resume_key or (self._batch_default_key(cron, domain) if cron else None)
         positions = self.env["memory.batch.position"].sudo()  # technical bookkeeping, whoever runs the cron
         start_after = positions._last_id(key) if key else 0
         budget = self._batch_budget(job, cron, max_seconds, memory_limit_mb, key)
-        progress = compat.job_progress(self.env, cron)
+        progress = odoo_runtime.job_progress(self.env, cron)
 
         run = _BatchRun(
             self,
@@ -165,7 +165,7 @@ class MemoryBatchMixin(models.AbstractModel):
                 count_remaining=run.count_remaining,
                 budget=budget,
                 start_after=start_after,
-                classify=compat.classify_batch_fault,
+                classify=odoo_runtime.classify_batch_fault,
                 new_transaction=run.new_transaction,
             ).run()
         except SystematicFailure as failure:
@@ -179,7 +179,7 @@ class MemoryBatchMixin(models.AbstractModel):
                 failure.exc,
             )
             raise
-        except compat.SAVEPOINT_LOST as exc:
+        except odoo_runtime.SAVEPOINT_LOST as exc:
             raise UserError(
                 self.env._(
                     "The batch callback %(callback)s called cr.commit() or cr.rollback(). "
@@ -268,7 +268,7 @@ class MemoryBatchMixin(models.AbstractModel):
         )
         if not cron:
             return budget.start()
-        mode = compat.run_mode(manual=bool(job.get("manual")))
+        mode = odoo_runtime.run_mode(manual=bool(job.get("manual")))
         max_seconds, memory_limit_mb = self._batch_cron_defaults(max_seconds, memory_limit_mb, mode)
         budget.max_seconds = max_seconds
         budget.memory_limit_mb = memory_limit_mb

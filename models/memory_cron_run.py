@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import params
 from ..core.leakprof import MIB
 
@@ -168,7 +168,7 @@ class MemoryCronRun(models.Model):
                 "state": state,
                 "trace": "interrupted" if result.interrupted else "traced",
                 "auto_traced": auto,
-                "host": compat.host_name(),
+                "host": odoo_runtime.host_name(),
                 "pid": os.getpid(),
                 "rss_before_mb": (charge.get("rss_before") or result.rss_before) / MIB,
                 "rss_after_mb": (charge.get("rss_after") or result.rss_after) / MIB,

@@ -9,7 +9,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import advisor, cachestats, heap, machine, params, pgpressure, procinfo, proctree, scope, stacks
 
 _logger = logging.getLogger(__name__)
@@ -117,13 +117,13 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     @api.model
     def _server_wide_scope(self):
         """``scope.Scope`` of this database's administrator on this server (never raises)."""
-        names, dbfilter = compat.database_options()
+        names, dbfilter = odoo_runtime.database_options()
         try:
             served = scope.served_databases(names, dbfilter, lambda: db_service.list_dbs(True))
         except Exception:  # noqa: BLE001 - a bad dbfilter, PostgreSQL down: then not known, so refused
             _logger.warning("Cannot tell which databases this server serves", exc_info=True)
             served = None
-        return scope.decide(scope.configured(compat.server_wide_option()), served, self.env.cr.dbname)
+        return scope.decide(scope.configured(odoo_runtime.server_wide_option()), served, self.env.cr.dbname)
 
     @api.model
     def _server_wide_refusal(self, result):
@@ -190,13 +190,13 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def action_refresh(self):
         self._check_admin()
         for page in self:
-            info = compat.server_info()
-            options = compat.server_options()
+            info = odoo_runtime.server_info()
+            options = odoo_runtime.server_options()
             soft, hard = advisor.limits_for(options, proctree.HTTP)
             found = machine.read()
             page.write(
                 {
-                    "host": compat.host_name(),
+                    "host": odoo_runtime.host_name(),
                     "server_mode": info["mode"],
                     "root_pid": info["root_pid"],
                     "worker_pid": os.getpid(),
@@ -209,7 +209,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     "pressure_text": str(found.pressure),
                     "limit_memory_soft_mb": soft / MIB,
                     "limit_memory_hard_mb": hard / MIB,
-                    "logfile": compat.server_logfile() or False,
+                    "logfile": odoo_runtime.server_logfile() or False,
                     "refreshed_at": fields.Datetime.now(),
                 }
             )
@@ -262,7 +262,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         oldest = min(fig["started"] for fig in others)
         rows = self.env["memory.snapshot"].search_read(
             [
-                ("host", "=", compat.host_name()),
+                ("host", "=", odoo_runtime.host_name()),
                 ("pid", "in", [fig["pid"] for fig in others]),
                 ("requests_count", ">", 0),
                 ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
@@ -386,21 +386,21 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def _show(self, title, text):
         """Put ``text`` in the page under ``title`` and log it: what the signal would have logged."""
         self.ensure_one()
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         kind = proctree.own_kind(info["mode"], info["root_pid"])
         heading = self.env._(
             "%(title)s, pid %(pid)s (%(kind)s) on %(host)s",
             title=title,
             pid=os.getpid(),
             kind=kind,
-            host=compat.host_name(),
+            host=odoo_runtime.host_name(),
         )
         _logger.info("%s, asked by %s:\n%s", heading, self.env.user.login, text)
         self.write({"output_title": heading, "output": text})
 
     def action_dump_stacks(self):
         self._check_admin()
-        greenlets = stacks.live_greenlets() if compat.evented() else ()
+        greenlets = stacks.live_greenlets() if odoo_runtime.evented() else ()
         text = stacks.dump(sys._current_frames(), greenlets=greenlets)
         # A threaded or gevent process also serves other databases: their threads stay hidden unless
         # the server's operator allowed server-wide actions; URLs lose query strings and tokens.

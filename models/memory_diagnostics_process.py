@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from .. import compat
+from .. import odoo_runtime
 from ..core import procinfo, proctree, scope, signals, stacks
 
 _logger = logging.getLogger(__name__)
@@ -151,12 +151,12 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             )
         page = self.diagnostics_id
         result = page._check_server_wide()  # another process: shared by every database of the server
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         # create_time: the process shown, not whichever took its pid since (0 refuses any).
         decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
         if not decision.allowed:
             raise UserError(decision.reason)
-        logfile = compat.server_logfile()
+        logfile = odoo_runtime.server_logfile()
         offset = _size(logfile)
         _logger.info(
             "Sending %s to pid %s (%s) for %s, asked by %s",

@@ -9,7 +9,7 @@ from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import params, procmem, proctree, sampler, trends
 
 _logger = logging.getLogger(__name__)
@@ -178,12 +178,12 @@ class MemorySnapshot(models.Model):
         A scheduled round is skipped while another process of the host takes one (two rounds at
         once would both compare with the same previous round).
         """
-        if not self.env["memory.host"]._lock_round(compat.host_name()) and trigger == "schedule":
+        if not self.env["memory.host"]._lock_round(odoo_runtime.host_name()) and trigger == "schedule":
             _logger.info(
-                "Another process of %s is sampling it now: this round is skipped", compat.host_name()
+                "Another process of %s is sampling it now: this round is skipped", odoo_runtime.host_name()
             )
             return self.browse()
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         uss = self._setting(params.SNAPSHOT_USS)
         found = sampler.sample_tree(info["root_pid"], info["mode"], uss=uss)
         own = os.getpid()
@@ -196,7 +196,7 @@ class MemorySnapshot(models.Model):
     @api.model
     def _sample_self(self, trigger, extra=None, top_types=False):
         """Sample the current process alone (an HTTP worker after a request, the profiler)."""
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         figures = sampler.sample(procmem.this_process(), uss=self._setting(params.SNAPSHOT_USS))
         figures["kind"] = proctree.own_kind(info["mode"], info["root_pid"])
         figures.update(self._own_figures(top_types=top_types), **(extra or {}))
@@ -206,8 +206,8 @@ class MemorySnapshot(models.Model):
         """What only Odoo knows, for the process this code runs in."""
         worker = proctree.current_worker()
         figures = {
-            "record_cache_size": compat.record_cache_size(self.env),
-            "ormcache_entries": compat.ormcache_entries(self.env.registry),
+            "record_cache_size": odoo_runtime.record_cache_size(self.env),
+            "ormcache_entries": odoo_runtime.ormcache_entries(self.env.registry),
             "gc_counts": sampler.gc_counts(),
             "requests_count": getattr(worker, "request_count", 0),
         }
@@ -217,7 +217,7 @@ class MemorySnapshot(models.Model):
 
     def _record(self, trigger, found, round_key=False, root_kind=proctree.MASTER):
         """Create the snapshots of ``found`` (figures of processes of this host), with trends."""
-        host = compat.host_name()
+        host = odoo_runtime.host_name()
         now = fields.Datetime.now()
         options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
         found = [sampler.with_limits(figures, options) for figures in found]
@@ -340,7 +340,7 @@ def self_sample_due():
 
     Never under the test runner, whose single cursor must not be shared.
     """
-    return SELF_SAMPLE_THROTTLE.due() and not compat.in_test_mode()
+    return SELF_SAMPLE_THROTTLE.due() and not odoo_runtime.in_test_mode()
 
 
 def sample_after_request(dbname, extra):
@@ -359,7 +359,7 @@ def sample_after_request(dbname, extra):
             # First statement of the transaction: the host's round when none was taken within the
             # interval, so that a host whose cron worker never takes the scheduled action is sampled
             # whole all the same, by one of its processes.
-            round_due = env["memory.host"]._claim_round(compat.host_name())
+            round_due = env["memory.host"]._claim_round(odoo_runtime.host_name())
             env["memory.snapshot"]._sample_self("request", extra)
             if round_due:
                 env["memory.snapshot"]._sample_round("schedule")

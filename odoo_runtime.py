@@ -26,7 +26,7 @@ import odoo
 from odoo.tools import config
 
 from . import compat
-from .core import batching, procmem
+from .core import batching, params, procmem
 
 _logger = logging.getLogger(__name__)
 
@@ -280,3 +280,13 @@ def record_cache_size(env):
     context-dependent field counts its values under every context key.
     """
     return sum(count for _model, _field, count in compat.record_cache_counts(env))
+
+
+def setting(env, key):
+    """This addon's setting ``key`` (a :mod:`core.params` key), parsed and checked by ``params.read``.
+
+    The one reader of the addon's settings on the model side. Read under sudo
+    (the addon's own settings, for whichever user's code is observed or asks:
+    a cron, a request, an admin's page); secrets are never read through it for a caller.
+    """
+    return params.read(env["ir.config_parameter"].sudo().get_param, key)

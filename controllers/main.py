@@ -7,7 +7,7 @@ from odoo.http import request
 from odoo.tools import config
 
 from .. import access, odoo_runtime
-from ..core import health, machine, metrics, params, sampler
+from ..core import health, machine, metrics, params, procmem, sampler
 
 
 class MemoryHygieneController(http.Controller):
@@ -24,13 +24,13 @@ class MemoryHygieneController(http.Controller):
     def health(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        warn_share = _setting(params.WARN_SHARE)
+        warn_share = odoo_runtime.setting(request.env, params.WARN_SHARE)
         processes = _live_processes()
         problems = health.problems(processes, warn_share)
         found = machine.read()
         min_available, max_pressure = (
-            _setting(params.HEALTH_MIN_AVAILABLE),
-            _setting(params.HEALTH_MAX_PRESSURE),
+            odoo_runtime.setting(request.env, params.HEALTH_MIN_AVAILABLE),
+            odoo_runtime.setting(request.env, params.HEALTH_MAX_PRESSURE),
         )
         problems += health.machine_problems(found, min_available, max_pressure)
         body = {
@@ -94,7 +94,7 @@ class MemoryHygieneController(http.Controller):
 def _allowed():
     """The endpoint token as a bearer token, or a Settings admin's session."""
     # A token shorter than the minimum (stored by hand) is no token: params.read refuses it.
-    expected = _setting(params.ENDPOINT_TOKEN)
+    expected = odoo_runtime.setting(request.env, params.ENDPOINT_TOKEN)
     given = _bearer_token()
     # Digests of equal length, compared in constant time: neither the token nor its length leaks.
     if expected and given and hmac.compare_digest(_digest(given), _digest(expected)):
@@ -120,16 +120,13 @@ def _forbidden():
     return request.make_response(b"", status=403)
 
 
-def _setting(key):
-    # Settings are read for a caller holding the token, which is no user.
-    return params.read(request.env["ir.config_parameter"].sudo().get_param, key)
-
-
 def _live_processes():
     """Figures, with limits, of every Odoo process of this host, read now."""
     info = odoo_runtime.server_info()
-    options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
-    found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
+    options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
+    found = sampler.sample_tree(
+        info["root_pid"], info["mode"], uss=odoo_runtime.setting(request.env, params.SNAPSHOT_USS)
+    )
     return [sampler.with_limits(figures, options) for figures in found]
 
 

@@ -12,7 +12,7 @@ from odoo.exceptions import ValidationError
 from .. import access, compat, odoo_runtime
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
-from ..core.leakprof import MIB
+from ..core.units import MIB
 from . import memory_cron_run
 
 _logger = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ class IrCron(models.Model):
                 cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
                 job = {name: cron[name] for name in JOB_COLUMNS}
                 job["cron_name"] = cron.cron_name or cron.name
-            icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            trace = _profile_everything(icp) or (
+            trace = _profile_everything(self.env) or (
                 job["memory_profile"]
                 and not (job["memory_profile_runs"] or 0) % max(job["memory_profile_every"] or 1, 1)
             )
@@ -277,12 +276,12 @@ class IrCron(models.Model):
             if (
                 not trace
                 and job["memory_leak_state"] == verdicts.SUSPECT
-                and params.read(icp.get_param, params.AUTO_TRACE)
+                and odoo_runtime.setting(self.env, params.AUTO_TRACE)
             ):
-                period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+                period = timedelta(hours=odoo_runtime.setting(self.env, params.TRACE_PERIOD_HOURS))
                 last = job["memory_last_trace"]
                 auto = trace = not last or last <= fields.Datetime.now() - period
-            if not trace and not params.read(icp.get_param, params.ACCOUNTING):
+            if not trace and not odoo_runtime.setting(self.env, params.ACCOUNTING):
                 return None
             plan = {
                 "cron_id": self.id,
@@ -295,9 +294,9 @@ class IrCron(models.Model):
                 "counted": bool(job["memory_profile"]),
             }
             if trace:
-                plan["frames"] = params.read(icp.get_param, params.PROFILE_FRAMES)
-                plan["top_n"] = params.read(icp.get_param, params.PROFILE_TOP_N)
-                plan["holders_min"] = int(params.read(icp.get_param, params.LEAK_THRESHOLD) * MIB)
+                plan["frames"] = odoo_runtime.setting(self.env, params.PROFILE_FRAMES)
+                plan["top_n"] = odoo_runtime.setting(self.env, params.PROFILE_TOP_N)
+                plan["holders_min"] = int(odoo_runtime.setting(self.env, params.LEAK_THRESHOLD) * MIB)
             return plan
         except Exception:
             _logger.exception(
@@ -459,8 +458,7 @@ class IrCron(models.Model):
         """
         cr = self.env.cr
         Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         traced = any(row["profile"] is not None for row in rows)
         # Built before anything is sent: a failure here leaves the transaction untouched.
         accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
@@ -513,10 +511,9 @@ class IrCron(models.Model):
 
     def _memory_update_verdict(self, inputs, job_row, traced):
         """Judge from ``inputs`` (``memory.cron.run._verdict_inputs``); write ``ir_cron`` if it changed."""
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
-        threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
-        period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
+        threshold = odoo_runtime.setting(self.env, params.LEAK_THRESHOLD)
+        period = timedelta(hours=odoo_runtime.setting(self.env, params.TRACE_PERIOD_HOURS))
         ids, growth, trace = inputs
         traced_mb = None
         # A trace is evidence while it is among the window's runs or younger than the trace period.
@@ -579,6 +576,6 @@ class IrCron(models.Model):
         return action
 
 
-def _profile_everything(icp):
+def _profile_everything(env):
     """True while the global switch (``memory_hygiene.profile_until``) has not expired."""
-    return leakprof.switch_active(params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now())
+    return leakprof.switch_active(odoo_runtime.setting(env, params.PROFILE_UNTIL), fields.Datetime.now())

@@ -15,9 +15,11 @@ from ..core.batching import (
     STOP_DONE,
     Budget,
     KeysetBatcher,
-    RateLimitedLog,
     SystematicFailure,
+    is_batch_size,
 )
+from ..core.throttle import Throttle
+from ..core.units import MIB
 
 _logger = logging.getLogger(__name__)
 
@@ -274,7 +276,7 @@ class MemoryBatchMixin(models.AbstractModel):
         budget.memory_limit_mb = memory_limit_mb
         soft = config.get("limit_memory_soft") or 0
         if soft > 0:
-            budget.entry_memory_limit_mb = soft / procmem.MIB
+            budget.entry_memory_limit_mb = soft / MIB
         # The real-time limit covers the whole job (Odoo calls the action up to 10 times):
         # count from when the job (or the threaded cron thread's round) began, and predict
         # from the most expensive batch of the job's earlier calls too.
@@ -295,9 +297,8 @@ class MemoryBatchMixin(models.AbstractModel):
     @api.model
     def _batch_cron_defaults(self, max_seconds, memory_limit_mb, mode=procmem.PREFORK_CRON):
         """Fill the budgets the caller left open from the server's limits."""
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's own settings
-        memory_share = params.read(icp.get_param, params.BATCH_MEMORY_SHARE)
-        time_share = params.read(icp.get_param, params.BATCH_TIME_SHARE)
+        memory_share = odoo_runtime.setting(self.env, params.BATCH_MEMORY_SHARE)
+        time_share = odoo_runtime.setting(self.env, params.BATCH_TIME_SHARE)
         default_seconds, default_mb = procmem.cron_budget(
             config, memory_share=memory_share, time_share=time_share, mode=mode
         )
@@ -312,7 +313,7 @@ class MemoryBatchMixin(models.AbstractModel):
             raise UserError(self.env._("The batch domain must be a list of conditions, got %r.", domain))
         if not callable(callback):
             raise UserError(self.env._("The batch callback must be callable, got %r.", callback))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_batch_size(batch_size):
             raise UserError(
                 self.env._("batch_size must be a whole number of at least 1, got %r.", batch_size)
             )
@@ -368,7 +369,7 @@ class _BatchRun:
             # Failed before in this run: not handed again (nor bisected) until an admin retries them.
             self.domain = domain = [*domain, ("id", "not in", skipped)]
         self.total = model.search_count(domain + [("id", ">", self.start_after)])
-        self.progress_log = RateLimitedLog(PROGRESS_LOG_INTERVAL)
+        self.progress_log = Throttle(PROGRESS_LOG_INTERVAL)
         self.started = time.monotonic()
         self.traced = set()  # exception types whose traceback was logged in this run
 
@@ -427,7 +428,7 @@ class _BatchRun:
         self.env.invalidate_all()
         if self.gc_collect:
             gc.collect()
-        if self.progress_log.due():
+        if self.progress_log.take():
             elapsed = max(time.monotonic() - self.started, 1e-6)
             _logger.info(
                 "%s %s: batch %s, %s done, %s remaining, %.0f records/s, RSS %.0f MiB",
@@ -437,5 +438,5 @@ class _BatchRun:
                 handed,
                 remaining,
                 handed / elapsed,
-                procmem.rss() / procmem.MIB,
+                procmem.rss() / MIB,
             )

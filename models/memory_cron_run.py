@@ -5,7 +5,7 @@ from odoo import api, fields, models
 
 from .. import access, compat, odoo_runtime
 from ..core import params
-from ..core.leakprof import MIB
+from ..core.units import MIB
 
 #: Columns of an accounted run, in the order of :meth:`MemoryCronRun._insert_accounted`.
 ACCOUNTED_COLUMNS = (
@@ -274,9 +274,8 @@ class MemoryCronRun(models.Model):
         The last ``profile_window`` runs of every scheduled action are what its
         verdict is made of, so they are kept however old they are.
         """
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        days = params.read(icp.get_param, params.PROFILE_RETENTION_DAYS)
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        days = odoo_runtime.setting(self.env, params.PROFILE_RETENTION_DAYS)
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         self.env.cr.execute(
             """
             SELECT id FROM (

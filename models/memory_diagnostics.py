@@ -1,7 +1,6 @@
 import logging
 import os
 import sys
-from datetime import datetime, timezone
 
 import psutil
 
@@ -10,11 +9,23 @@ from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
 from .. import access, compat, odoo_runtime
-from ..core import advisor, cachestats, heap, machine, params, pgpressure, procinfo, proctree, scope, stacks
+from ..core import (
+    advisor,
+    cachestats,
+    heap,
+    machine,
+    params,
+    pgpressure,
+    procinfo,
+    procmem,
+    proctree,
+    scope,
+    stacks,
+    units,
+)
+from ..core.units import MIB, naive_utc
 
 _logger = logging.getLogger(__name__)
-
-MIB = heap.MIB
 
 
 class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-models
@@ -192,7 +203,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         for page in self:
             info = odoo_runtime.server_info()
             options = odoo_runtime.server_options()
-            soft, hard = advisor.limits_for(options, proctree.HTTP)
+            soft, hard = procmem.memory_limits(advisor.with_defaults(options), proctree.HTTP)
             found = machine.read()
             page.write(
                 {
@@ -219,12 +230,11 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
 
     def _refresh_processes(self, info, options):
         self.process_ids.unlink()
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        warn_share = params.read(icp.get_param, params.WARN_SHARE)
+        warn_share = odoo_runtime.setting(self.env, params.WARN_SHARE)
         worker = proctree.current_worker()
         figures = []
         for proc, kind, owner in proctree.walk(info["root_pid"], info["mode"]):
-            soft, _hard = advisor.limits_for(options, kind)
+            soft, _hard = procmem.memory_limits(advisor.with_defaults(options), kind)
             # Helpers (wkhtmltopdf, node...) are not held to Odoo's limits: no share of them.
             compared = kind not in (proctree.MASTER, proctree.HELPER)
             described = procinfo.describe(proc, kind, soft_limit=soft if compared else 0)
@@ -248,9 +258,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         if not mark:
             return False
         if mark.get("until"):
-            until = fields.Datetime.to_string(
-                datetime.fromtimestamp(mark["until"], tz=timezone.utc).replace(tzinfo=None)
-            )
+            until = fields.Datetime.to_string(naive_utc(mark["until"]))
             return self.env._("tracing, stops by itself at %(until)s UTC", until=until)
         return self.env._("tracing")
 
@@ -265,14 +273,14 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 ("host", "=", odoo_runtime.host_name()),
                 ("pid", "in", [fig["pid"] for fig in others]),
                 ("requests_count", ">", 0),
-                ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
+                ("date", ">=", naive_utc(oldest)),
             ],
             ["pid", "date", "requests_count"],
             order="date desc",
         )
         now = fields.Datetime.now()
         for fig in others:
-            started = datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None)
+            started = naive_utc(fig["started"])
             # The latest snapshot taken since this very process started (a pid can be reused).
             row = next((r for r in rows if r["pid"] == fig["pid"] and r["date"] >= started), None)
             if row:
@@ -330,7 +338,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 {
                     "section": "temp",
                     "name": datname,
-                    "value": heap.human_size(temp_bytes or 0),
+                    "value": units.human_size(temp_bytes or 0),
                     "detail": self.env._("%(files)s temporary files", files=temp_files),
                     "is_current": datname == cr.dbname,
                 }
@@ -445,9 +453,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self._show(self.env._("Clear the ORM caches"), "\n".join(lines))
 
     def _profile_settings(self):
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        return params.read(icp.get_param, params.PROFILE_FRAMES), params.read(
-            icp.get_param, params.PROFILE_TOP_N
+        return odoo_runtime.setting(self.env, params.PROFILE_FRAMES), odoo_runtime.setting(
+            self.env, params.PROFILE_TOP_N
         )
 
     def action_tracemalloc_start(self):
@@ -455,9 +462,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self._check_admin()
         self._check_server_wide()  # tracing slows a worker that other databases share
         frames, _top_n = self._profile_settings()
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        minutes = params.read(icp.get_param, params.TRACEMALLOC_MAX_MINUTES)
-        max_mb = params.read(icp.get_param, params.TRACEMALLOC_MAX_MB)
+        minutes = odoo_runtime.setting(self.env, params.TRACEMALLOC_MAX_MINUTES)
+        max_mb = odoo_runtime.setting(self.env, params.TRACEMALLOC_MAX_MB)
         self._show(
             self.env._("tracemalloc: start"),
             heap.TRACER.start(frames, max_seconds=minutes * 60, max_bytes=max_mb * MIB),

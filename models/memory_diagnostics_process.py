@@ -2,17 +2,16 @@ import logging
 import os
 import socket
 import time
-from datetime import datetime, timezone
 
 from odoo import fields, models
 from odoo.exceptions import UserError
 
 from .. import odoo_runtime
 from ..core import procinfo, proctree, scope, signals, stacks
+from ..core.units import MIB, naive_utc
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 
 #: Where each signal's answer appears in the server log: (logger, marker, seconds to wait for it).
 # (logger, first line, seconds to wait): a loaded host can take a while to
@@ -114,7 +113,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "num_fds": fig["num_fds"] or 0,
             "num_threads": fig["num_threads"],
             "cpu_seconds": fig["cpu_seconds"],
-            "started_at": datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None),
+            "started_at": naive_utc(fig["started"]),
             "create_time": fig["started"],
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,

@@ -2,7 +2,7 @@ import json
 import logging
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import UserError
@@ -10,7 +10,8 @@ from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
 from .. import access, compat, odoo_runtime
-from ..core import params, procmem, proctree, sampler, trends
+from ..core import heap, params, procmem, proctree, sampler, throttle, trends
+from ..core.units import naive_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ TRIGGERS = [
 RECENT = [("1h", "Last hour"), ("24h", "Last 24 hours")]
 
 #: When this HTTP worker samples itself next (reset in forked workers).
-SELF_SAMPLE_THROTTLE = sampler.Throttle()
+SELF_SAMPLE_THROTTLE = throttle.Throttle()
 
 
 class MemorySnapshot(models.Model):
@@ -125,13 +126,15 @@ class MemorySnapshot(models.Model):
             )
 
     def _compute_above_warn(self):
-        warn = self._setting(params.WARN_SHARE)
+        warn = odoo_runtime.setting(self.env, params.WARN_SHARE)
         for snapshot in self:
             snapshot.above_warn = snapshot.soft_limit_pct >= warn
 
     def _search_above_warn(self, operator, value):
         wanted = _wanted(operator, value, True)
-        return [("soft_limit_pct", ">=" if wanted else "<", self._setting(params.WARN_SHARE))]
+        return [
+            ("soft_limit_pct", ">=" if wanted else "<", odoo_runtime.setting(self.env, params.WARN_SHARE))
+        ]
 
     def _compute_host_gone(self):
         gone = set(self.env["memory.host"]._gone_names())
@@ -184,7 +187,7 @@ class MemorySnapshot(models.Model):
             )
             return self.browse()
         info = odoo_runtime.server_info()
-        uss = self._setting(params.SNAPSHOT_USS)
+        uss = odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
         found = sampler.sample_tree(info["root_pid"], info["mode"], uss=uss)
         own = os.getpid()
         for figures in found:
@@ -197,7 +200,9 @@ class MemorySnapshot(models.Model):
     def _sample_self(self, trigger, extra=None, top_types=False):
         """Sample the current process alone (an HTTP worker after a request, the profiler)."""
         info = odoo_runtime.server_info()
-        figures = sampler.sample(procmem.this_process(), uss=self._setting(params.SNAPSHOT_USS))
+        figures = sampler.sample(
+            procmem.this_process(), uss=odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
+        )
         figures["kind"] = proctree.own_kind(info["mode"], info["root_pid"])
         figures.update(self._own_figures(top_types=top_types), **(extra or {}))
         return self._record(trigger, [figures])
@@ -212,14 +217,14 @@ class MemorySnapshot(models.Model):
             "requests_count": getattr(worker, "request_count", 0),
         }
         if top_types:
-            figures["top_types"] = json.dumps(sampler.top_types(), separators=(",", ":"))
+            figures["top_types"] = json.dumps(heap.top_types(limit=20), separators=(",", ":"))
         return figures
 
     def _record(self, trigger, found, round_key=False, root_kind=proctree.MASTER):
         """Create the snapshots of ``found`` (figures of processes of this host), with trends."""
         host = odoo_runtime.host_name()
         now = fields.Datetime.now()
-        options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
+        options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
         found = [sampler.with_limits(figures, options) for figures in found]
         growth = self._growth(host, now, found)
         replaced = {}
@@ -249,7 +254,7 @@ class MemorySnapshot(models.Model):
                     "num_fds": figures["num_fds"] or 0,
                     "num_threads": figures["num_threads"] or 0,
                     "cpu_seconds": figures["cpu_seconds"],
-                    "started_at": _utc(figures["started_at"]),
+                    "started_at": naive_utc(int(figures["started_at"])),
                     "age_hours": figures["age_seconds"] / 3600,
                     "requests_count": figures.get("requests_count") or 0,
                     "record_cache_size": figures.get("record_cache_size") or 0,
@@ -266,9 +271,9 @@ class MemorySnapshot(models.Model):
 
     def _growth(self, host, now, found):
         """``{pid: (MiB/h over the window, leak suspect)}`` from earlier snapshots of the same processes."""
-        threshold = self._setting(params.GROWTH_THRESHOLD)
-        span = self._setting(params.GROWTH_MIN_SPAN) * 60
-        lookback = span + 2 * self._setting(params.SNAPSHOT_INTERVAL) * 60
+        threshold = odoo_runtime.setting(self.env, params.GROWTH_THRESHOLD)
+        span = odoo_runtime.setting(self.env, params.GROWTH_MIN_SPAN) * 60
+        lookback = span + 2 * odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL) * 60
         pids = [figures["pid"] for figures in found]
         # Earlier snapshots of this host's processes: read by the sampler whoever triggers it.
         rows = self.sudo().search_read(
@@ -278,7 +283,7 @@ class MemorySnapshot(models.Model):
         )
         result = {}
         for figures in found:
-            started = _utc(figures["started_at"])
+            started = naive_utc(int(figures["started_at"]))
             points = [
                 (row["date"].timestamp(), row["rss_mb"])
                 for row in rows
@@ -312,7 +317,7 @@ class MemorySnapshot(models.Model):
     @api.autovacuum
     def _gc_snapshots(self):
         """Purge snapshots older than the retention, in bounded chunks."""
-        days = self._setting(params.SNAPSHOT_RETENTION_DAYS)
+        days = odoo_runtime.setting(self.env, params.SNAPSHOT_RETENTION_DAYS)
         old = self.search(
             [("date", "<", fields.Datetime.now() - timedelta(days=days))], limit=compat.GC_UNLINK_LIMIT
         )
@@ -325,14 +330,9 @@ class MemorySnapshot(models.Model):
         """Make the sampling scheduled action run at the interval of the settings."""
         # The scheduled action belongs to the addon: Settings admins change it through the setting.
         cron = self.env.ref("memory_hygiene.ir_cron_memory_snapshot", raise_if_not_found=False)
-        minutes = self._setting(params.SNAPSHOT_INTERVAL)
+        minutes = odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL)
         if cron and (cron.sudo().interval_number, cron.sudo().interval_type) != (minutes, "minutes"):
             cron.sudo().write({"interval_number": minutes, "interval_type": "minutes"})
-
-    @api.model
-    def _setting(self, key):
-        # Settings of the sampler are read whoever's request or cron is observed.
-        return params.read(self.env["ir.config_parameter"].sudo().get_param, key)
 
 
 def self_sample_due():
@@ -375,8 +375,3 @@ def _wanted(operator, value, truth):
     if operator in ("=", "!="):
         return (bool(value) == truth) == (operator == "=")
     raise NotImplementedError(f"Unsupported operator {operator!r}")
-
-
-def _utc(timestamp):
-    """A POSIX timestamp as Odoo stores datetimes: naive UTC, whole seconds."""
-    return datetime.fromtimestamp(int(timestamp), timezone.utc).replace(tzinfo=None)

@@ -1,11 +1,11 @@
 import secrets
-from urllib.parse import urlparse
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access
 from ..core import params
+from ..core import report as reports
 
 #: Settings fields stored as plain config parameters, by field name.
 PARAM_FIELDS = {
@@ -166,11 +166,12 @@ class ResConfigSettings(models.TransientModel):
                     raise ValidationError(str(exc)) from None
             url = settings.memory_report_webhook_url
             if url:
-                parsed = urlparse(url.strip())
-                if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                try:
+                    reports.check_webhook_url(url)
+                except ValueError:
                     raise ValidationError(
                         self.env._("The leak report webhook must be an http:// or https:// URL, got %r.", url)
-                    )
+                    ) from None
 
     @api.model
     def get_values(self):

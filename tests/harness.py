@@ -47,10 +47,10 @@ from odoo.tools import config
 
 from .. import compat
 from ..core import proctree
+from ..core.units import MIB  # noqa: F401 - tests import it from here
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 #: What a real server needs for the addon's own tests; tests about a user's
 #: addon ask for ``("memory_hygiene", "test_memory_hygiene")`` themselves, so
 #: that ``odoo-bin --test-enable -i memory_hygiene`` runs without test_addons/.

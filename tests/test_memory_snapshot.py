@@ -16,10 +16,9 @@ from odoo.tools import config
 
 from .. import compat, odoo_runtime
 from ..core import params, sampler
+from ..core.units import MIB
 from ..models import memory_snapshot
 from ..models.memory_host import LOCK_NAMESPACE, lock_key
-
-MIB = sampler.MIB
 
 
 @tagged("post_install", "-at_install")

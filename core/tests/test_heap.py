@@ -5,6 +5,7 @@ import psutil
 import pytest
 
 from core import heap
+from core.units import MIB
 
 
 def test_top_types_of_this_process():
@@ -73,10 +74,10 @@ def test_tracer_stops_by_itself_at_its_traced_size(tmp_path):
     tracer = heap.Tracer(board=board, interval=0.02)
     if tracemalloc.is_tracing():
         pytest.skip("something else traces this process")
-    text = tracer.start(1, max_seconds=3600, max_bytes=heap.MIB)
+    text = tracer.start(1, max_seconds=3600, max_bytes=MIB)
     assert "stops by itself after 60 min or when it traces 1.0 MiB" in text
     me = psutil.Process()
-    assert board.lookup(me.pid, me.create_time())["max_bytes"] == heap.MIB
+    assert board.lookup(me.pid, me.create_time())["max_bytes"] == MIB
     kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB, traced
     assert _wait_for(lambda: not tracemalloc.is_tracing()), "stopped by its watchdog"
     assert kept

@@ -16,8 +16,7 @@ from odoo.tools import config
 
 from .. import compat, odoo_runtime
 from ..core import params, sampler
-from ..core.units import MIB
-from ..models import memory_snapshot
+from ..core.units import MIB, naive_utc
 from ..models.memory_host import LOCK_NAMESPACE, lock_key
 
 
@@ -85,7 +84,7 @@ class TestMemorySnapshot(TransactionCase):
 
     def test_growth_and_leak_suspect_from_earlier_snapshots(self):
         process = psutil.Process()
-        started = memory_snapshot._utc(process.create_time())
+        started = naive_utc(int(process.create_time()))
         rss = process.memory_info().rss / MIB
         for minutes_ago in range(90, 0, -5):  # +200 MiB/h for 90 minutes
             self.fake_snapshot(
@@ -105,7 +104,7 @@ class TestMemorySnapshot(TransactionCase):
 
     def test_steady_process_is_no_leak_suspect(self):
         process = psutil.Process()
-        started = memory_snapshot._utc(process.create_time())
+        started = naive_utc(int(process.create_time()))
         rss = process.memory_info().rss / MIB
         for minutes_ago in range(90, 0, -5):
             self.fake_snapshot(minutes_ago, host=_host(), pid=os.getpid(), started_at=started, rss_mb=rss)

@@ -1,46 +1,27 @@
-"""Every difference between Odoo 18.0 and 19.0 that memory_hygiene meets.
+"""Every difference between Odoo 18.0 and 19.0 that memory_hygiene meets, and nothing else.
 
-The rest of the addon calls these helpers and never tests the version itself.
+Each function here has a body that differs between the two series; the rest
+of the addon (runtime helpers in :mod:`odoo_runtime`, tests and their
+harness) calls them and never tests the version itself. ``MAJOR`` is read
+here only.
 """
 
 import contextlib
-import logging
-import os
-import socket
-import sys
-import threading
-import time
-import weakref
 from collections import Counter
 
-import psutil
-import psycopg2
-import psycopg2.errors
-
-import odoo
 from odoo import models, release
-from odoo.tools import config, constants, sql
-
-from .core import batching, procmem
-
-_logger = logging.getLogger(__name__)
+from odoo.tools import constants, sql
 
 MAJOR = release.version_info[0]
-SERIES = release.series
 
+#: 19.0's ``ir.cron._callback`` commits the run's transaction before it returns; 18.0's leaves it open.
+CALLBACK_COMMITS = MAJOR >= 19
 
-def in_test_mode():
-    """True while Odoo's test runner runs a test in this process, where ``cr.commit()`` is forbidden.
+#: 19.0 calls an ``@api.autovacuum`` method again in the same run while it says more is left.
+AUTOVACUUM_REPEATS = MAJOR >= 19
 
-    Decided from what the runner sets around the tests it runs, never from
-    ``--test-enable`` / ``--test-file``: a production server started with that
-    flag runs the tests of the modules it installs, then serves, and must then
-    commit per batch and sample itself. ``odoo.modules.module.current_test`` is
-    set (process-wide, so also in HttpCase's server thread) while a suite runs;
-    the thread's ``testing`` attribute is set by 18.0's ``--test-file`` runner
-    and while test or demo data load.
-    """
-    return bool(odoo.modules.module.current_test or getattr(threading.current_thread(), "testing", False))
+#: 19.0's ``--test-enable`` implies ``--stop-after-init``: no 19.0 server serves with it.
+TEST_ENABLE_STOPS_AFTER_INIT = MAJOR >= 19
 
 
 def create_unique_index(cr, name, table, expressions):
@@ -57,19 +38,6 @@ def is_domain(value):
     from odoo.fields import Domain
 
     return isinstance(value, Domain)
-
-
-def job_progress(env, cron):
-    """The ``ir.cron.progress`` record of the run of ``cron`` under way, or an empty recordset.
-
-    ``_add_progress`` puts its id in the run's context (both series); it is used
-    only when it belongs to ``cron``, the scheduled run the job machinery marked.
-    """
-    # Progress records belong to the cron machinery, whichever user the cron runs as.
-    progress = env["ir.cron.progress"].sudo().browse(env.context.get("ir_cron_progress_id")).exists()
-    if not cron or progress.cron_id != cron:
-        return env["ir.cron.progress"].sudo()
-    return progress
 
 
 def report_cron_progress(progress, processed, remaining):
@@ -90,159 +58,6 @@ def report_cron_progress(progress, processed, remaining):
 def job_end_time(env):
     """19.0: the monotonic time after which the cron loop calls a job's action no more; else None."""
     return env.context.get("cron_end_time") if MAJOR >= 19 else None
-
-
-def run_mode(manual=False):
-    """Where a scheduled run executes, for its real-time limit (see ``core.procmem.real_time_limit``).
-
-    A request (18.0's Run Manually; 19.0's runs the job in the request too) has
-    ``limit_time_real``; a prefork cron worker, a threaded cron thread (and
-    scripts, tests) their cron limits.
-    """
-    from odoo.http import request
-
-    if manual or request:
-        return procmem.HTTP
-    return procmem.PREFORK_CRON if server_info()["mode"] == "prefork" else procmem.THREADED_CRON
-
-
-def job_info(cr, cron_id):
-    """The dict that describes the job of ``cron_id`` on ``cr``, the same for each of its calls.
-
-    Odoo calls a job's action up to 10 times on the job's cursor (18.0; 19.0: at
-    least 10 times or 10 s), and the real-time limit covers all of them:
-    ``started`` is ``time.monotonic()`` when that limit began counting, from
-    ``thread.start_time`` in a threaded server's cron thread (Odoo sets it for
-    the round of jobs), else from the job's first call. The dict dies with the cursor.
-    """
-    jobs = _JOBS.setdefault(cr, {})
-    if cron_id not in jobs:
-        thread_start = getattr(threading.current_thread(), "start_time", None)
-        started = time.monotonic()
-        if thread_start:
-            started -= max(time.time() - thread_start, 0.0)
-        jobs[cron_id] = {"started": started}
-    return jobs[cron_id]
-
-
-# What each job learnt so far, by the job's cursor (it dies with the job).
-_JOBS = weakref.WeakKeyDictionary()
-
-
-#: Raised when a batch's savepoint is gone: the callback committed or rolled back.
-SAVEPOINT_LOST = psycopg2.errors.InvalidSavepointSpecification
-
-#: A concurrent transaction: retried in a new one (REPEATABLE READ keeps the snapshot).
-_CONFLICTS = (
-    psycopg2.errors.SerializationFailure,
-    psycopg2.errors.DeadlockDetected,
-    psycopg2.errors.LockNotAvailable,
-)
-#: Lost connection, cancelled query, broken transaction: nothing to isolate.
-_FATAL = (
-    SAVEPOINT_LOST,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    psycopg2.errors.InFailedSqlTransaction,
-)
-
-
-def classify_batch_fault(exc):
-    """Kind of fault of an exception raised by a batch (``core.batching.FAULT_*``)."""
-    if isinstance(exc, MemoryError):
-        return batching.FAULT_MEMORY
-    if isinstance(exc, _CONFLICTS):
-        return batching.FAULT_CONFLICT
-    if isinstance(exc, _FATAL):
-        return batching.FAULT_FATAL
-    return batching.FAULT_RECORD
-
-
-def server_info():
-    """``{"mode", "root_pid"}`` of the Odoo server this process belongs to.
-
-    ``mode`` is ``prefork`` (workers >= 1; ``root_pid`` is the master), ``threaded``
-    (workers = 0), ``gevent`` (the long-polling process; its root is the master
-    when it has one) or ``other`` (``odoo-bin shell``, scripts, tests without a
-    server): then the tree is this process alone. ``odoo-bin shell`` and
-    ``--stop-after-init`` runs build a ThreadedServer too, but never start its
-    HTTP server (the test runner does): they are ``other``.
-    """
-    from odoo.service import server as server_module
-
-    server = server_module.server
-    if isinstance(server, server_module.PreforkServer):
-        return {"mode": "prefork", "root_pid": server.pid}
-    if isinstance(server, server_module.ThreadedServer) and server.httpd is not None:
-        return {"mode": "threaded", "root_pid": os.getpid()}
-    if isinstance(server, server_module.GeventServer):
-        # Spawned by a prefork master with our own argv[0]; standalone otherwise.
-        try:
-            parent = psutil.Process(os.getppid())
-            if sys.argv and sys.argv[0] in parent.cmdline():
-                return {"mode": "prefork", "root_pid": parent.pid}
-        except psutil.Error:
-            _logger.debug("parent of the gevent process is gone", exc_info=True)
-        return {"mode": "gevent", "root_pid": os.getpid()}
-    return {"mode": "other", "root_pid": os.getpid()}
-
-
-#: Odoo options the config advisor reads.
-SERVER_OPTIONS = (
-    "workers",
-    "max_cron_threads",
-    "limit_memory_soft",
-    "limit_memory_hard",
-    "limit_memory_soft_gevent",
-    "limit_memory_hard_gevent",
-    "limit_time_cpu",
-    "limit_time_real",
-    "limit_time_real_cron",
-    "limit_time_worker_cron",  # 19.0+ (None on 18.0)
-    "limit_request",
-    "db_maxconn",
-    "db_maxconn_gevent",
-    "proxy_mode",
-)
-
-
-def server_options():
-    """The running server's options that the config advisor reads.
-
-    The gevent limits (and ``db_maxconn_gevent``) are ``False`` when unset on
-    18.0 and ``None`` on 19.0: both become ``None`` (the process then uses
-    limit_memory_soft / hard, db_maxconn). ``limit_time_worker_cron`` is
-    ``None`` on 18.0, which has no such option.
-    """
-    options = {key: config.get(key) for key in SERVER_OPTIONS}
-    for key in ("limit_memory_soft_gevent", "limit_memory_hard_gevent", "db_maxconn_gevent"):
-        options[key] = options[key] or None
-    return options
-
-
-#: odoo.conf option, and environment variable (which wins), that name this server's host.
-HOST_NAME_OPTION = "memory_hygiene_host_name"
-HOST_NAME_ENV = "MEMORY_HYGIENE_HOST_NAME"
-
-
-def host_name():
-    """The name under which this server's snapshots, runs and endpoints report its host.
-
-    ``MEMORY_HYGIENE_HOST_NAME`` in the environment, else ``memory_hygiene_host_name``
-    in odoo.conf, else the hostname. A container gets a new hostname at each
-    deploy: naming the host keeps its history in one place.
-    """
-    return (os.environ.get(HOST_NAME_ENV) or config.get(HOST_NAME_OPTION) or socket.gethostname()).strip()
-
-
-def server_logfile():
-    """The log file every process of this server writes to (``--logfile``), or ``None``."""
-    return config.get("logfile") or None
-
-
-def evented():
-    """True in the gevent (long-polling / websocket) process."""
-    return bool(getattr(odoo, "evented", False))
 
 
 def ormcache_stats(registry, with_size=False):
@@ -351,69 +166,9 @@ def record_cache_counts(env):
     return counts
 
 
-def odoo_bin():
-    """Path of the ``odoo-bin`` of the running Odoo (next to the ``odoo`` package)."""
-    # 19.0's ``odoo`` is a namespace package: no ``__file__``, only ``__path__``.
-    return os.path.join(os.path.dirname(list(odoo.__path__)[0]), "odoo-bin")
-
-
-def child_server_args():
-    """Options that make a child ``odoo-bin`` see this process's addons and PostgreSQL.
-
-    The password is not among them (a command line is public): pass it as
-    ``PGPASSWORD`` in the child's environment. ``addons_path`` is a
-    comma-separated string on 18.0 and a list on 19.0.
-    """
-    addons = config["addons_path"]
-    args = ["--addons-path", addons if isinstance(addons, str) else ",".join(addons)]
-    if config.get("data_dir"):
-        args += ["--data-dir", config["data_dir"]]
-    for option, flag in (("db_host", "--db_host"), ("db_port", "--db_port"), ("db_user", "--db_user")):
-        if config.get(option):
-            args += [flag, str(config[option])]
-    return args
-
-
-def no_demo_args():
-    """Options that install a database without demo data.
-
-    18.0 loads demo data unless told not to; 19.0 loads none unless ``--with-demo``.
-    """
-    return ["--without-demo=all"] if MAJOR < 19 else []
-
-
 #: Rows an autovacuum purge removes at once before re-triggering itself
 #: (``odoo.models`` on 18.0, ``odoo.tools.constants`` on 19.0).
 GC_UNLINK_LIMIT = getattr(constants, "GC_UNLINK_LIMIT", None) or models.GC_UNLINK_LIMIT
-
-
-def record_cache_size(env):
-    """Values held in the record cache of ``env``'s transaction.
-
-    18.0 keeps them in ``env.cache._data``, 19.0 in ``env.transaction.field_data``;
-    both map a field to ``{record id: value}`` (or to a dict of those per
-    context key for context-dependent fields, counted as one).
-    """
-    data = env.transaction.field_data if MAJOR >= 19 else env.cache._data
-    return sum(len(values) for values in data.values())
-
-
-def registry_roots(registry):
-    """``{path: container}``: the registry-level objects a cron may fill (its ormcache LRUs), for holders.
-
-    Both series keep each LRU's entries in an ``OrderedDict`` (``lru.d``).
-    """
-    roots = {}
-    for name, lru in registry._Registry__caches.items():  # Odoo's own stats read this mapping too
-        entries = getattr(lru, "d", None)
-        if isinstance(entries, dict):
-            roots[f"registry ormcache {name!r}"] = entries
-    return roots
-
-
-def ormcache_entries(registry):
-    """Entries of every ormcache of ``registry`` (the LRUs behind ``@ormcache``)."""
-    return sum(len(cache) for cache in registry._Registry__caches.values())
 
 
 #: 18.0's "Run Manually" (``method_direct_trigger``) runs the server action
@@ -431,35 +186,13 @@ def is_test_cursor(cr):
     return isinstance(cr, TestCursor)
 
 
-@contextlib.contextmanager
-def independent_cursor(env):
-    """A cursor whose work is committed whatever happens to ``env.cr``'s transaction.
-
-    Normally a new cursor of the registry: its own transaction, committed when
-    the block ends. Under the test runner, ``cr.commit()`` must never reach the
-    database: with the registry in test mode (``run_cron_job``, HttpCase) the
-    registry's cursor is a test cursor, a savepoint of the test's transaction
-    that survives a rollback of the job's own test cursor; without it, a real
-    new transaction would escape the test's rollback (and wait on rows the test
-    has not committed), so the block runs in a savepoint of ``env.cr`` instead.
-    """
-    cr = env.registry.cursor()
-    if in_test_mode() and not is_test_cursor(cr):
-        cr.close()
-        with env.cr.savepoint(flush=False):
-            yield env.cr
-        return
-    with cr:
-        yield cr
-
-
 def autovacuum_result(env, done, more_left):
     """What an ``@api.autovacuum`` method returns after removing ``done`` records.
 
     19.0 calls the method again in the same run when it says more is left;
     18.0 calls every method once per run, so the autovacuum job is triggered again.
     """
-    if MAJOR >= 19:
+    if AUTOVACUUM_REPEATS:
         return done, more_left
     if more_left:
         env.ref("base.autovacuum_job")._trigger()
@@ -475,28 +208,6 @@ def group_users(group):
     return group.all_user_ids if MAJOR >= 19 else group.users
 
 
-def process_cron_job(registry, cron_cr, cron_id):
-    """Run scheduled action ``cron_id`` now through Odoo's own job machinery, on ``cron_cr``.
-
-    What the cron worker does (acquire the job, ``_process_job``), for scripts
-    such as the benchmarks; the caller commits ``cron_cr``. Returns False when
-    the job could not be acquired (not ready, or run elsewhere).
-    """
-    cron_cr.execute(
-        "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') - interval '1 minute' WHERE id = %s",
-        [cron_id],
-    )
-    cron_cr.commit()
-    job = registry["ir.cron"]._acquire_one_job(cron_cr, cron_id)
-    if not job:
-        return False
-    if MAJOR >= 19:
-        registry["ir.cron"]._process_job(cron_cr, job)
-    else:
-        registry["ir.cron"]._process_job(registry.db_name, cron_cr, job)
-    return True
-
-
 def after_run_transaction(cr, func):
     """Call ``func()`` once the transaction of a cron run on ``cr`` has ended; True if deferred.
 
@@ -507,7 +218,7 @@ def after_run_transaction(cr, func):
     test runner's cursors never run post-commit hooks: then nothing is deferred
     and the caller calls ``func`` itself.
     """
-    if MAJOR >= 19 or is_test_cursor(cr):
+    if CALLBACK_COMMITS or is_test_cursor(cr):
         return False
     called = []
 
@@ -530,22 +241,36 @@ def release_run_cache(env):
     keeps, so the profiler empties it first on 18.0 (the run has flushed; the
     commit that follows would empty it anyway).
     """
-    if MAJOR < 19:
+    if not CALLBACK_COMMITS:
         env.invalidate_all()
 
 
-def database_options():
-    """``(db_name list, dbfilter)`` of the running server.
+def process_job(registry, cr, job):
+    """Run ``job`` (an ``ir.cron`` row as ``_acquire_one_job`` returns it) on ``cr``, as the cron worker does.
 
-    ``db_name`` (``-d``) is a comma-separated string on 18.0 and a list on 19.0.
+    ``ir.cron._process_job`` takes the database name first on 18.0, not on 19.0.
     """
-    names = config.get("db_name") or []
-    if isinstance(names, str):
-        names = names.split(",")
-    return [name.strip() for name in names if name and name.strip()], config.get("dbfilter") or ""
+    if MAJOR >= 19:
+        registry["ir.cron"]._process_job(cr, job)
+    else:
+        registry["ir.cron"]._process_job(registry.db_name, cr, job)
 
 
-def server_wide_option():
-    """The raw ``memory_hygiene_server_wide`` of ``odoo.conf``: a bool on 18.0 (it parses ``True`` and
-    ``False`` of unknown options), the text as written on 19.0 (stored as is, with a warning at start)."""
-    return config.get("memory_hygiene_server_wide")
+@contextlib.contextmanager
+def registry_test_mode(case):
+    """Within the block, every new cursor of ``case``'s registry is a savepoint of the test's cursor.
+
+    For tests (a ``TransactionCase`` ``case``): 19.0's
+    ``case.enter_registry_test_mode()``; 18.0 has only the registry's
+    ``enter_test_mode`` / ``leave_test_mode``. Flushes the test's environment first.
+    """
+    case.env.flush_all()
+    if MAJOR >= 19:
+        with case.enter_registry_test_mode():
+            yield
+        return
+    case.registry.enter_test_mode(case.cr)
+    try:
+        yield
+    finally:
+        case.registry.leave_test_mode()

@@ -193,8 +193,8 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene import compat
     from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.tests import harness
 
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -207,7 +207,7 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
         if bare:
             tracemalloc.start(1)
         try:
-            if not compat.process_cron_job(registry, cron_cr, cron_id):
+            if not harness.run_cron_job_now(registry, cron_cr, cron_id):
                 raise RuntimeError("the benchmark cron could not be acquired")
             cron_cr.commit()
         finally:
@@ -383,7 +383,7 @@ def accounting_cost(registry, runs, breakdown=None):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene import compat
+    from odoo.addons.memory_hygiene.tests import harness
 
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -422,7 +422,7 @@ def accounting_cost(registry, runs, breakdown=None):
             spent = [0.0]
             with registry.cursor() as cron_cr, addon_bypassed(bypass), hooks_timed(spent):
                 started = time.perf_counter()
-                if not compat.process_cron_job(registry, cron_cr, cron_id):
+                if not harness.run_cron_job_now(registry, cron_cr, cron_id):
                     raise RuntimeError("the no-op cron could not be acquired")
                 cron_cr.commit()
                 wall = time.perf_counter() - started

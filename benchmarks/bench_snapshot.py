@@ -134,12 +134,13 @@ def main():
 
     import psutil
 
-    from odoo.addons.memory_hygiene import compat
+    from odoo import release
+
     from odoo.addons.memory_hygiene.core import sampler
     from odoo.addons.memory_hygiene.models import memory_snapshot
     from odoo.addons.memory_hygiene.tests import harness
 
-    series = compat.SERIES
+    series = release.series
     without_db = harness.server_database(("base_setup", "mail"), name=f"{args.prefix}_without_{series[:2]}")
     with_db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_with_{series[:2]}")
     rates = {(db, path): [] for db in (without_db, with_db) for path in routes}

@@ -6,8 +6,8 @@ from odoo import http
 from odoo.http import request
 from odoo.tools import config
 
-from .. import access, compat
-from ..core import health, machine, metrics, params, sampler, storms
+from .. import access, odoo_runtime
+from ..core import health, machine, metrics, params, procmem, sampler, storms
 
 
 class MemoryHygieneController(http.Controller):
@@ -24,19 +24,19 @@ class MemoryHygieneController(http.Controller):
     def health(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        warn_share = _setting(params.WARN_SHARE)
+        warn_share = odoo_runtime.setting(request.env, params.WARN_SHARE)
         processes = _live_processes()
         problems = health.problems(processes, warn_share)
         found = machine.read()
         min_available, max_pressure = (
-            _setting(params.HEALTH_MIN_AVAILABLE),
-            _setting(params.HEALTH_MAX_PRESSURE),
+            odoo_runtime.setting(request.env, params.HEALTH_MIN_AVAILABLE),
+            odoo_runtime.setting(request.env, params.HEALTH_MAX_PRESSURE),
         )
         problems += health.machine_problems(found, min_available, max_pressure)
         problems += _lifecycle_problems()
         body = {
             "status": "warn" if problems else "ok",
-            "host": compat.host_name(),
+            "host": odoo_runtime.host_name(),
             "warn_share": warn_share,
             "min_available_pct": min_available,
             "max_pressure": max_pressure,
@@ -62,7 +62,7 @@ class MemoryHygieneController(http.Controller):
     def metrics(self, **kwargs):
         if not _allowed():
             return _forbidden()
-        host = compat.host_name()
+        host = odoo_runtime.host_name()
         processes = _live_processes()
         # Snapshots are read for a caller holding the token, which is no user.
         snapshots = request.env["memory.snapshot"].sudo()
@@ -102,7 +102,7 @@ def _lifecycle_problems():
 def _allowed():
     """The endpoint token as a bearer token, or a Settings admin's session."""
     # A token shorter than the minimum (stored by hand) is no token: params.read refuses it.
-    expected = _setting(params.ENDPOINT_TOKEN)
+    expected = odoo_runtime.setting(request.env, params.ENDPOINT_TOKEN)
     given = _bearer_token()
     # Digests of equal length, compared in constant time: neither the token nor its length leaks.
     if expected and given and hmac.compare_digest(_digest(given), _digest(expected)):
@@ -128,20 +128,17 @@ def _forbidden():
     return request.make_response(b"", status=403)
 
 
-def _setting(key):
-    # Settings are read for a caller holding the token, which is no user.
-    return params.read(request.env["ir.config_parameter"].sudo().get_param, key)
-
-
 def _live_processes():
     """Figures, with limits, of every Odoo process of this host, read now."""
-    info = compat.server_info()
-    options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
-    found = sampler.sample_tree(info["root_pid"], info["mode"], uss=_setting(params.SNAPSHOT_USS))
+    info = odoo_runtime.server_info()
+    options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
+    found = sampler.sample_tree(
+        info["root_pid"], info["mode"], uss=odoo_runtime.setting(request.env, params.SNAPSHOT_USS)
+    )
     return [sampler.with_limits(figures, options) for figures in found]
 
 
 def _helpers():
     """Programs this host's Odoo processes started (wkhtmltopdf, node...), read now."""
-    info = compat.server_info()
+    info = odoo_runtime.server_info()
     return sampler.sample_helpers(info["root_pid"], info["mode"])

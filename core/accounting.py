@@ -37,8 +37,7 @@ import tracemalloc
 import psutil
 
 from . import heap
-
-MIB = 1024 * 1024
+from .units import MIB  # noqa: F401 - the doctests use it
 
 #: Bytes counted per Python small-object block (pymalloc serves requests up
 #: to 512 bytes; most are small objects of 32 to 100 bytes).

@@ -43,8 +43,9 @@ Every piece of advice is a configuration the advisor itself passes.
 import statistics
 from dataclasses import dataclass, field
 
-from .heap import MIB, human_size
+from . import procmem
 from .say import Say
+from .units import MIB, human_size
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -98,19 +99,13 @@ class Finding:
     settings: dict = field(default_factory=dict)
 
 
-def limits_for(options, kind):
-    """``(soft, hard)`` in force for a process of ``kind`` (the gevent limits for the gevent process).
+def with_defaults(options):
+    """``options`` with Odoo's defaults (:data:`DEFAULTS`) where a value is missing or ``None``.
 
-    >>> opts = {"limit_memory_soft": 10, "limit_memory_hard": 20, "limit_memory_soft_gevent": 5}
-    >>> limits_for(opts, "gevent")
-    (5, 20)
+    >>> with_defaults({"limit_memory_soft": None})["limit_memory_soft"] == DEFAULTS["limit_memory_soft"]
+    True
     """
-    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    soft, hard = opts["limit_memory_soft"] or 0, opts["limit_memory_hard"] or 0
-    if kind == "gevent":
-        soft = opts["limit_memory_soft_gevent"] or soft
-        hard = opts["limit_memory_hard_gevent"] or hard
-    return soft, hard
+    return {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
 
 
 def live_gap(live):
@@ -141,7 +136,7 @@ def advise(options, cpu_count, ram_bytes, live=None, *, cpu_source=None, ram_sou
     "reserved_connections"}`` (integers, the last one ``None`` before PostgreSQL 16).
     A sound configuration gets a single ``ok`` finding (plus ``info`` ones).
     """
-    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    opts = with_defaults(options)
     host = _Host(cpu_count, ram_bytes, cpu_source, ram_source)
     gaps = live_gap(live)
     findings = []
@@ -234,9 +229,9 @@ def _check_workers(opts, host):
 
 def _check_soft_hard(opts):
     found = []
-    pairs = [("", limits_for(opts, "http"))]
+    pairs = [("", procmem.memory_limits(opts, "http"))]
     if opts["limit_memory_soft_gevent"] or opts["limit_memory_hard_gevent"]:
-        pairs.append(("_gevent", limits_for(opts, "gevent")))
+        pairs.append(("_gevent", procmem.memory_limits(opts, "gevent")))
     for suffix, (soft, hard) in pairs:
         keep = Say(
             "keep_hard", {"suffix": suffix, "hard": _hard_for(soft), "hard_size": human_size(_hard_for(soft))}
@@ -333,7 +328,7 @@ def _check_ram(opts, host, gaps):
     count = processes(opts)
     workers = int(opts["workers"] or 0)
     cron = int(opts["max_cron_threads"] or 0)
-    soft, hard = limits_for(opts, "http")
+    soft, hard = procmem.memory_limits(opts, "http")
     gap = _worker_gap(gaps)
     soft_advice, hard_advice, fitting = sizes(opts, ram_bytes, gap, host.cpus)
     if workers > 0:
@@ -426,11 +421,11 @@ def _ram_needed(opts, gap):
 def _steady_rss(opts, gaps):
     """RSS of the processes that share the memory, each at its soft limit (the gevent one at its own)."""
     workers = int(opts["workers"] or 0)
-    soft = limits_for(opts, "http")[0]
+    soft = procmem.memory_limits(opts, "http")[0]
     gap = _worker_gap(gaps)
     if workers <= 0:
         return max(soft - gap, 0)
-    gevent_soft = limits_for(opts, "gevent")[0]
+    gevent_soft = procmem.memory_limits(opts, "gevent")[0]
     gevent_gap = max(gaps["gevent"][2], 0) if "gevent" in gaps else gap
     return (workers + int(opts["max_cron_threads"] or 0)) * max(soft - gap, 0) + max(
         gevent_soft - gevent_gap, 0
@@ -448,7 +443,7 @@ def _worker_gap(gaps):
 def _check_live(opts, live, gaps):
     found = []
     for kind, (rss, vms, gap) in sorted(gaps.items()):
-        soft, _hard = limits_for(opts, kind)
+        soft, _hard = procmem.memory_limits(opts, kind)
         if soft and kind != "master":
             advice = Say("gap_at_soft", {"soft": human_size(soft), "rss_at_soft": human_size(soft - gap)})
         else:

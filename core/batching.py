@@ -31,6 +31,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from .units import MIB
+
 _logger = logging.getLogger(__name__)
 
 STOP_DONE = "done"
@@ -40,7 +42,6 @@ STOP_MEMORY = "memory"
 #: A batch kept meeting concurrent writers: left for the next run.
 STOP_CONFLICT = "conflict"
 
-MIB = 1024 * 1024
 
 #: Kinds of fault :meth:`KeysetBatcher.classify` tells apart.
 FAULT_RECORD = "record"  # something about these records: isolate them
@@ -224,6 +225,15 @@ class _Stop(Exception):
         self.failed = list(failed)
 
 
+def is_batch_size(value):
+    """True for a valid ``batch_size``: a whole number (not a bool) of at least 1.
+
+    >>> [is_batch_size(v) for v in (1, 1000, 0, -1, 1.5, True, "10")]
+    [True, True, False, False, False, False, False]
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class KeysetBatcher:
     """Run ``process`` over every id that ``fetch_ids`` yields, batch by batch.
 
@@ -267,7 +277,7 @@ class KeysetBatcher:
         conflict_retries=3,
         systematic_after=SYSTEMATIC_AFTER,
     ):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        if not is_batch_size(batch_size):
             raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
         self.fetch_ids = fetch_ids
         self.process = process
@@ -391,22 +401,6 @@ class KeysetBatcher:
 
 def _log_failure(record_id, exc):
     _logger.error("record %s failed: %s", record_id, exc, exc_info=exc)
-
-
-class RateLimitedLog:
-    """Say something at most once per ``interval`` seconds (plus the last word)."""
-
-    def __init__(self, interval=10.0, clock=None):
-        self.interval = interval
-        self.clock = clock
-        self._next = None
-
-    def due(self):
-        now = (self.clock or time.monotonic)()
-        if self._next is None or now >= self._next:
-            self._next = now + self.interval
-            return True
-        return False
 
 
 #: The scheduled run under way in this thread or task: ``{"cron_id", "cursor", ...}``,

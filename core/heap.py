@@ -26,10 +26,9 @@ import tracemalloc
 
 from . import procmem, tracing
 from .say import Say, as_codes
+from .units import MIB, human_size
 
 _logger = logging.getLogger(__name__)
-
-MIB = procmem.MIB
 
 
 def top_types(limit=25, objects=None):
@@ -70,20 +69,6 @@ def format_top_types(rows):
     lines = [f"{'type':>40} {'count':>10} {'size':>10}"]
     lines.extend(f"{name[-40:]:>40} {count:>10,} {human_size(size):>10}" for name, count, size in rows)
     return "\n".join(lines)
-
-
-def human_size(size):
-    """Bytes in the biggest unit that keeps a number above 1.
-
-    >>> human_size(512), human_size(2048), human_size(3 * MIB), human_size(-5 * MIB * 1024)
-    ('512 B', '2.0 KiB', '3.0 MiB', '-5.0 GiB')
-    """
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def libc_function(name, argtypes, restype):

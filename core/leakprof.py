@@ -30,16 +30,16 @@ import re
 import time
 import tracemalloc
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import psutil
 
 from . import holders as holders_mod
 from . import tracing
+from .units import MIB, naive_utc  # noqa: F401 - the doctests use MIB
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 
 #: Frames that are never a job's own allocations: tracemalloc's bookkeeping
 #: (its snapshots are Python objects too) and the import machinery.
@@ -243,7 +243,7 @@ class LeakProfile:
             self._roots_before = None
             raise TracingBusy("tracemalloc is in use by someone else or by another profiled run")
         try:
-            self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+            self.started_at = naive_utc()
             self.rss_before = self._rss()
             self.fds_before = self._fds()
             tracemalloc.reset_peak()

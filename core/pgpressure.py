@@ -7,8 +7,8 @@ here terminates a backend: ``pg_terminate_backend`` is the runbook's last
 resort, for a human at a ``psql`` prompt.
 """
 
-from .heap import human_size
 from .say import Say
+from .units import human_size
 
 #: A query active for longer than this (seconds) is "long".
 LONG_QUERY_SECONDS = 30

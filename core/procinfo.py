@@ -12,39 +12,60 @@ import psutil
 from . import procmem
 
 
-def describe(process, kind, soft_limit=0, uss=True, now=None):
-    """A dict of figures of ``process`` (a ``psutil.Process``); ``None`` if it vanished.
+def read_figures(process, uss=False, now=None):
+    """The figures of ``process`` (a ``psutil.Process``) in bytes; raises ``psutil.Error`` if it is gone.
 
-    Sizes in bytes: ``rss``, ``vms``, ``uss`` (``None`` when not read or not
-    readable), ``odoo_memory`` (the figure Odoo compares), ``soft_pct`` (that
-    figure as % of ``soft_limit``, ``None`` without a limit); ``num_fds``,
-    ``num_threads``, ``cpu_seconds`` (user + system), ``started`` (epoch) and
-    ``age`` (seconds).
+    ``rss``, ``vms``, ``odoo_memory`` (the figure Odoo compares with its
+    limits), ``uss`` (unique set size: what the process gives back if it dies;
+    it costs a read of ``/proc/PID/smaps``, so ``None`` unless asked),
+    ``num_fds``, ``num_threads``, ``cpu_seconds`` (user + system),
+    ``started`` (epoch seconds) and ``age`` (seconds). A figure the OS
+    refuses to give is ``None``. The one reader of these figures, for the
+    snapshots (:func:`core.sampler.sample`) and the diagnostics page (:func:`describe`).
+
+    >>> import os
+    >>> me = read_figures(psutil.Process(os.getpid()))
+    >>> me["rss"] > 0, me["uss"], me["num_threads"] >= 1, me["age"] >= 0
+    (True, None, True, True)
+    """
+    now = time.time() if now is None else now
+    with process.oneshot():
+        memory = process.memory_info()
+        cpu = process.cpu_times()
+        started = process.create_time()
+        figures = {
+            "pid": process.pid,
+            "rss": memory.rss,
+            "vms": memory.vms,
+            "odoo_memory": procmem.odoo_memory(process),
+            "uss": None,
+            "num_fds": _or_none(process.num_fds),
+            "num_threads": _or_none(process.num_threads),
+            "cpu_seconds": cpu.user + cpu.system,
+            "started": started,
+            "age": max(0.0, now - started),
+        }
+    if uss:
+        full = _or_none(process.memory_full_info)
+        figures["uss"] = full.uss if full is not None else None
+    return figures
+
+
+def describe(process, kind, soft_limit=0, uss=True, now=None):
+    """:func:`read_figures` of ``process`` with its ``kind`` and ``soft_pct``; ``None`` if it vanished.
+
+    ``soft_pct``: ``odoo_memory`` as % of ``soft_limit`` (``None`` without a limit).
 
     >>> import os
     >>> me = describe(psutil.Process(os.getpid()), "other", soft_limit=1024 ** 4, uss=False)
     >>> me["rss"] > 0, me["uss"], 0 < me["soft_pct"] < 1, me["num_threads"] >= 1
     (True, None, True, True)
     """
-    now = time.time() if now is None else now
     try:
-        with process.oneshot():
-            memory = process.memory_info()
-            figures = {
-                "pid": process.pid,
-                "kind": kind,
-                "rss": memory.rss,
-                "vms": memory.vms,
-                "odoo_memory": procmem.odoo_memory(process),
-                "num_fds": _or_none(process.num_fds),
-                "num_threads": process.num_threads(),
-                "cpu_seconds": sum(process.cpu_times()[:2]),
-                "started": process.create_time(),
-            }
+        figures = read_figures(process, uss=uss, now=now)
     except psutil.Error:
         return None
-    figures["uss"] = _or_none(lambda: process.memory_full_info().uss) if uss else None
-    figures["age"] = max(now - figures["started"], 0)
+    figures["kind"] = kind
     figures["soft_pct"] = 100.0 * figures["odoo_memory"] / soft_limit if soft_limit else None
     return figures
 
@@ -64,9 +85,10 @@ def command(process, limit=200):
 
 
 def _or_none(read):
+    """``read()``, or ``None`` where the OS refuses it (a process that is gone still raises)."""
     try:
         return read()
-    except (psutil.Error, OSError):
+    except (psutil.AccessDenied, OSError):
         return None
 
 

@@ -10,7 +10,8 @@ import platform
 
 import psutil
 
-MIB = 1024 * 1024
+from . import proctree
+from .units import MIB
 
 _PROCESS = None
 
@@ -121,3 +122,33 @@ def address_space_limit_mb():
     if soft == resource.RLIM_INFINITY:
         return None
     return soft / MIB
+
+
+#: Options of odoo.conf that :func:`memory_limits` reads.
+LIMIT_OPTIONS = (
+    "limit_memory_soft",
+    "limit_memory_hard",
+    "limit_memory_soft_gevent",
+    "limit_memory_hard_gevent",
+)
+
+
+def memory_limits(options, kind):
+    """``(soft, hard)`` memory limits in bytes that apply to a process of ``kind`` (0: none).
+
+    ``options`` maps odoo.conf option names (:data:`LIMIT_OPTIONS`) to values
+    (a missing or empty one is no limit: the config advisor fills in Odoo's
+    defaults first). The gevent process has limits of its own when they are set.
+
+    >>> memory_limits({"limit_memory_soft": 2048 * MIB, "limit_memory_hard": 2560 * MIB,
+    ...                "limit_memory_soft_gevent": 1024 * MIB}, "gevent")
+    (1073741824, 2684354560)
+    >>> memory_limits({"limit_memory_soft": 2048 * MIB, "limit_memory_hard": 0}, "http")
+    (2147483648, 0)
+    """
+    soft = options.get("limit_memory_soft") or 0
+    hard = options.get("limit_memory_hard") or 0
+    if kind == proctree.GEVENT:
+        soft = options.get("limit_memory_soft_gevent") or soft
+        hard = options.get("limit_memory_hard_gevent") or hard
+    return int(soft), int(hard)

@@ -2,7 +2,7 @@
 
 The server's own process tree is the only place memory_hygiene looks at (and,
 in diagnostics, the only place it sends a signal to). Its root is found by the
-ORM layer from Odoo's ``server`` object (``compat.server_info()``):
+ORM layer from Odoo's ``server`` object (``odoo_runtime.server_info()``):
 
 - prefork (workers >= 1): the master, its HTTP and cron workers, and the gevent
   process, all children of the master;

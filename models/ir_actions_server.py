@@ -2,7 +2,7 @@ import logging
 
 from odoo import models
 
-from .. import compat
+from .. import odoo_runtime
 from .ir_cron import ACTIVE_PROFILE
 
 _logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class IrActionsServer(models.Model):
         probe = ACTIVE_PROFILE.get()
         if probe is not None and probe["cache_size"] is None and probe["action_id"] in self.ids:
             try:
-                probe["cache_size"] = compat.record_cache_size(self.env)
+                probe["cache_size"] = odoo_runtime.record_cache_size(self.env)
             except Exception:  # noqa: BLE001 - a missing figure never fails the run
                 _logger.debug("Memory profiler: cannot size the record cache", exc_info=True)
         return result

@@ -9,11 +9,11 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from .. import access, compat, messages, worker_lifecycle
+from .. import access, compat, messages, odoo_runtime, worker_lifecycle
 from ..core import accounting, batching, leakprof, params
 from ..core import verdict as verdicts
-from ..core.leakprof import MIB
 from ..core.say import as_codes
+from ..core.units import MIB
 from . import memory_cron_run
 
 _logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class IrCron(models.Model):
         """
         self.ensure_one()
         return batching.running_job(
-            compat.job_info(self.env.cr, self.id),
+            odoo_runtime.job_info(self.env.cr, self.id),
             cron_id=self.id,
             cursor=self.env.cr,
             manual=manual,
@@ -269,8 +269,7 @@ class IrCron(models.Model):
                 cron = self.sudo()  # profiler bookkeeping, whichever user the action runs as
                 job = {name: cron[name] for name in JOB_COLUMNS}
                 job["cron_name"] = cron.cron_name or cron.name
-            icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-            trace = _profile_everything(icp) or (
+            trace = _profile_everything(self.env) or (
                 job["memory_profile"]
                 and not (job["memory_profile_runs"] or 0) % max(job["memory_profile_every"] or 1, 1)
             )
@@ -278,12 +277,12 @@ class IrCron(models.Model):
             if (
                 not trace
                 and job["memory_leak_state"] == verdicts.SUSPECT
-                and params.read(icp.get_param, params.AUTO_TRACE)
+                and odoo_runtime.setting(self.env, params.AUTO_TRACE)
             ):
-                period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+                period = timedelta(hours=odoo_runtime.setting(self.env, params.TRACE_PERIOD_HOURS))
                 last = job["memory_last_trace"]
                 auto = trace = not last or last <= fields.Datetime.now() - period
-            if not trace and not params.read(icp.get_param, params.ACCOUNTING):
+            if not trace and not odoo_runtime.setting(self.env, params.ACCOUNTING):
                 return None
             plan = {
                 "cron_id": self.id,
@@ -296,9 +295,9 @@ class IrCron(models.Model):
                 "counted": bool(job["memory_profile"]),
             }
             if trace:
-                plan["frames"] = params.read(icp.get_param, params.PROFILE_FRAMES)
-                plan["top_n"] = params.read(icp.get_param, params.PROFILE_TOP_N)
-                plan["holders_min"] = int(params.read(icp.get_param, params.LEAK_THRESHOLD) * MIB)
+                plan["frames"] = odoo_runtime.setting(self.env, params.PROFILE_FRAMES)
+                plan["top_n"] = odoo_runtime.setting(self.env, params.PROFILE_TOP_N)
+                plan["holders_min"] = int(odoo_runtime.setting(self.env, params.LEAK_THRESHOLD) * MIB)
             return plan
         except Exception:
             _logger.exception(
@@ -315,7 +314,7 @@ class IrCron(models.Model):
                     plan["frames"],
                     plan["top_n"],
                     OWN_PATTERNS,
-                    holders=(plan["holders_min"], lambda: compat.registry_roots(self.env.registry)),
+                    holders=(plan["holders_min"], lambda: odoo_runtime.registry_roots(self.env.registry)),
                 ).start()
             except leakprof.TracingBusy:
                 _logger.info(
@@ -442,7 +441,7 @@ class IrCron(models.Model):
                 return
             rows[:] = [row for row in rows if row["cron_id"] not in self.ids]
             if independent:
-                with compat.independent_cursor(self.env) as cr:
+                with odoo_runtime.independent_cursor(self.env) as cr:
                     self.with_env(self.env(cr=cr))._memory_store(mine)
             else:
                 self._memory_store(mine)
@@ -460,8 +459,7 @@ class IrCron(models.Model):
         """
         cr = self.env.cr
         Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         traced = any(row["profile"] is not None for row in rows)
         # Built before anything is sent: a failure here leaves the transaction untouched.
         accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
@@ -514,10 +512,9 @@ class IrCron(models.Model):
 
     def _memory_update_verdict(self, inputs, job_row, traced):
         """Judge from ``inputs`` (``memory.cron.run._verdict_inputs``); write ``ir_cron`` if it changed."""
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
-        threshold = params.read(icp.get_param, params.LEAK_THRESHOLD)
-        period = timedelta(hours=params.read(icp.get_param, params.TRACE_PERIOD_HOURS))
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
+        threshold = odoo_runtime.setting(self.env, params.LEAK_THRESHOLD)
+        period = timedelta(hours=odoo_runtime.setting(self.env, params.TRACE_PERIOD_HOURS))
         ids, growth, trace = inputs
         traced_mb = None
         # A trace is evidence while it is among the window's runs or younger than the trace period.
@@ -587,6 +584,6 @@ class IrCron(models.Model):
         return action
 
 
-def _profile_everything(icp):
+def _profile_everything(env):
     """True while the global switch (``memory_hygiene.profile_until``) has not expired."""
-    return leakprof.switch_active(params.read(icp.get_param, params.PROFILE_UNTIL), fields.Datetime.now())
+    return leakprof.switch_active(odoo_runtime.setting(env, params.PROFILE_UNTIL), fields.Datetime.now())

@@ -4,7 +4,7 @@ import logging
 from odoo import models
 from odoo.http import request
 
-from .. import compat, worker_lifecycle
+from .. import odoo_runtime, worker_lifecycle
 from ..core import params
 from . import memory_snapshot
 
@@ -31,11 +31,10 @@ class IrHttp(models.AbstractModel):
             if not memory_snapshot.self_sample_due():
                 return
             # The sampling interval is read by whoever's request is observed.
-            icp = request.env["ir.config_parameter"].sudo()
             memory_snapshot.SELF_SAMPLE_THROTTLE.reschedule(
-                params.read(icp.get_param, params.SNAPSHOT_INTERVAL) * 60
+                odoo_runtime.setting(request.env, params.SNAPSHOT_INTERVAL) * 60
             )
-            extra = {"record_cache_size": compat.record_cache_size(request.env)}
+            extra = {"record_cache_size": odoo_runtime.record_cache_size(request.env)}
             response.call_on_close(functools.partial(memory_snapshot.sample_after_request, request.db, extra))
         except Exception:
             _logger.exception("memory_hygiene: could not schedule this worker's sample")

@@ -8,16 +8,18 @@ from odoo import api, models
 from odoo.exceptions import UserError
 from odoo.tools import config
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import params, procmem
 from ..core.batching import (
     RUNNING_JOB,
     STOP_DONE,
     Budget,
     KeysetBatcher,
-    RateLimitedLog,
     SystematicFailure,
+    is_batch_size,
 )
+from ..core.throttle import Throttle
+from ..core.units import MIB
 
 _logger = logging.getLogger(__name__)
 
@@ -132,13 +134,13 @@ class MemoryBatchMixin(models.AbstractModel):
         manual_18 = bool(job and job.get("manual"))
         # Under the test runner a batch is a released savepoint. 18.0's Run Manually
         # holds the job's lock in the request's transaction: committing would release it.
-        commit = not compat.in_test_mode() and not manual_18
+        commit = not odoo_runtime.in_test_mode() and not manual_18
         name = getattr(callback, "__qualname__", repr(callback))
         key = resume_key or (self._batch_default_key(cron, domain) if cron else None)
         positions = self.env["memory.batch.position"].sudo()  # technical bookkeeping, whoever runs the cron
         start_after = positions._last_id(key) if key else 0
         budget = self._batch_budget(job, cron, max_seconds, memory_limit_mb, key)
-        progress = compat.job_progress(self.env, cron)
+        progress = odoo_runtime.job_progress(self.env, cron)
 
         run = _BatchRun(
             self,
@@ -165,7 +167,7 @@ class MemoryBatchMixin(models.AbstractModel):
                 count_remaining=run.count_remaining,
                 budget=budget,
                 start_after=start_after,
-                classify=compat.classify_batch_fault,
+                classify=odoo_runtime.classify_batch_fault,
                 new_transaction=run.new_transaction,
             ).run()
         except SystematicFailure as failure:
@@ -179,7 +181,7 @@ class MemoryBatchMixin(models.AbstractModel):
                 failure.exc,
             )
             raise
-        except compat.SAVEPOINT_LOST as exc:
+        except odoo_runtime.SAVEPOINT_LOST as exc:
             raise UserError(
                 self.env._(
                     "The batch callback %(callback)s called cr.commit() or cr.rollback(). memory.batch.mixin commits after each batch, and each batch runs in a savepoint that a commit or rollback destroys: remove the call (use after_commit for side effects).",  # noqa: E501
@@ -265,13 +267,13 @@ class MemoryBatchMixin(models.AbstractModel):
         )
         if not cron:
             return budget.start()
-        mode = compat.run_mode(manual=bool(job.get("manual")))
+        mode = odoo_runtime.run_mode(manual=bool(job.get("manual")))
         max_seconds, memory_limit_mb = self._batch_cron_defaults(max_seconds, memory_limit_mb, mode)
         budget.max_seconds = max_seconds
         budget.memory_limit_mb = memory_limit_mb
         soft = config.get("limit_memory_soft") or 0
         if soft > 0:
-            budget.entry_memory_limit_mb = soft / procmem.MIB
+            budget.entry_memory_limit_mb = soft / MIB
         # The real-time limit covers the whole job (Odoo calls the action up to 10 times):
         # count from when the job (or the threaded cron thread's round) began, and predict
         # from the most expensive batch of the job's earlier calls too.
@@ -292,9 +294,8 @@ class MemoryBatchMixin(models.AbstractModel):
     @api.model
     def _batch_cron_defaults(self, max_seconds, memory_limit_mb, mode=procmem.PREFORK_CRON):
         """Fill the budgets the caller left open from the server's limits."""
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's own settings
-        memory_share = params.read(icp.get_param, params.BATCH_MEMORY_SHARE)
-        time_share = params.read(icp.get_param, params.BATCH_TIME_SHARE)
+        memory_share = odoo_runtime.setting(self.env, params.BATCH_MEMORY_SHARE)
+        time_share = odoo_runtime.setting(self.env, params.BATCH_TIME_SHARE)
         default_seconds, default_mb = procmem.cron_budget(
             config, memory_share=memory_share, time_share=time_share, mode=mode
         )
@@ -309,7 +310,7 @@ class MemoryBatchMixin(models.AbstractModel):
             raise UserError(self.env._("The batch domain must be a list of conditions, got %r.", domain))
         if not callable(callback):
             raise UserError(self.env._("The batch callback must be callable, got %r.", callback))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_batch_size(batch_size):
             raise UserError(
                 self.env._("batch_size must be a whole number of at least 1, got %r.", batch_size)
             )
@@ -365,7 +366,7 @@ class _BatchRun:
             # Failed before in this run: not handed again (nor bisected) until an admin retries them.
             self.domain = domain = [*domain, ("id", "not in", skipped)]
         self.total = model.search_count(domain + [("id", ">", self.start_after)])
-        self.progress_log = RateLimitedLog(PROGRESS_LOG_INTERVAL)
+        self.progress_log = Throttle(PROGRESS_LOG_INTERVAL)
         self.started = time.monotonic()
         self.traced = set()  # exception types whose traceback was logged in this run
 
@@ -424,7 +425,7 @@ class _BatchRun:
         self.env.invalidate_all()
         if self.gc_collect:
             gc.collect()
-        if self.progress_log.due():
+        if self.progress_log.take():
             elapsed = max(time.monotonic() - self.started, 1e-6)
             _logger.info(
                 "%s %s: batch %s, %s done, %s remaining, %.0f records/s, RSS %.0f MiB",
@@ -434,5 +435,5 @@ class _BatchRun:
                 handed,
                 remaining,
                 handed / elapsed,
-                procmem.rss() / procmem.MIB,
+                procmem.rss() / MIB,
             )

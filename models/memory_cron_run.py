@@ -3,9 +3,9 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import params
-from ..core.leakprof import MIB
+from ..core.units import MIB
 
 #: Columns of an accounted run, in the order of :meth:`MemoryCronRun._insert_accounted`.
 ACCOUNTED_COLUMNS = (
@@ -163,7 +163,7 @@ class MemoryCronRun(models.Model):
                 "state": state,
                 "trace": "interrupted" if result.interrupted else "traced",
                 "auto_traced": auto,
-                "host": compat.host_name(),
+                "host": odoo_runtime.host_name(),
                 "pid": os.getpid(),
                 "rss_before_mb": (charge.get("rss_before") or result.rss_before) / MIB,
                 "rss_after_mb": (charge.get("rss_after") or result.rss_after) / MIB,
@@ -269,9 +269,8 @@ class MemoryCronRun(models.Model):
         The last ``profile_window`` runs of every scheduled action are what its
         verdict is made of, so they are kept however old they are.
         """
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        days = params.read(icp.get_param, params.PROFILE_RETENTION_DAYS)
-        window = params.read(icp.get_param, params.PROFILE_WINDOW)
+        days = odoo_runtime.setting(self.env, params.PROFILE_RETENTION_DAYS)
+        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         self.env.cr.execute(
             """
             SELECT id FROM (

@@ -1,7 +1,6 @@
 import logging
 import os
 import sys
-from datetime import datetime, timezone
 
 import psutil
 
@@ -9,12 +8,24 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
-from .. import access, compat, messages
-from ..core import advisor, cachestats, heap, machine, params, pgpressure, procinfo, proctree, scope, stacks
+from .. import access, compat, messages, odoo_runtime
+from ..core import (
+    advisor,
+    cachestats,
+    heap,
+    machine,
+    params,
+    pgpressure,
+    procinfo,
+    procmem,
+    proctree,
+    scope,
+    stacks,
+    units,
+)
+from ..core.units import MIB, naive_utc
 
 _logger = logging.getLogger(__name__)
-
-MIB = heap.MIB
 
 
 class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-models
@@ -120,13 +131,13 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     @api.model
     def _server_wide_scope(self):
         """``scope.Scope`` of this database's administrator on this server (never raises)."""
-        names, dbfilter = compat.database_options()
+        names, dbfilter = odoo_runtime.database_options()
         try:
             served = scope.served_databases(names, dbfilter, lambda: db_service.list_dbs(True))
         except Exception:  # noqa: BLE001 - a bad dbfilter, PostgreSQL down: then not known, so refused
             _logger.warning("Cannot tell which databases this server serves", exc_info=True)
             served = None
-        return scope.decide(scope.configured(compat.server_wide_option()), served, self.env.cr.dbname)
+        return scope.decide(scope.configured(odoo_runtime.server_wide_option()), served, self.env.cr.dbname)
 
     @api.model
     def _server_wide_refusal(self, result):
@@ -194,13 +205,13 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def action_refresh(self):
         self._check_admin()
         for page in self:
-            info = compat.server_info()
-            options = compat.server_options()
-            soft, hard = advisor.limits_for(options, proctree.HTTP)
+            info = odoo_runtime.server_info()
+            options = odoo_runtime.server_options()
+            soft, hard = procmem.memory_limits(advisor.with_defaults(options), proctree.HTTP)
             found = machine.read()
             page.write(
                 {
-                    "host": compat.host_name(),
+                    "host": odoo_runtime.host_name(),
                     "server_mode": info["mode"],
                     "root_pid": info["root_pid"],
                     "worker_pid": os.getpid(),
@@ -213,7 +224,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     "pressure_text": str(found.pressure),
                     "limit_memory_soft_mb": soft / MIB,
                     "limit_memory_hard_mb": hard / MIB,
-                    "logfile": compat.server_logfile() or False,
+                    "logfile": odoo_runtime.server_logfile() or False,
                     "refreshed_at": fields.Datetime.now(),
                 }
             )
@@ -224,12 +235,11 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
 
     def _refresh_processes(self, info, options):
         self.process_ids.unlink()
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        warn_share = params.read(icp.get_param, params.WARN_SHARE)
+        warn_share = odoo_runtime.setting(self.env, params.WARN_SHARE)
         worker = proctree.current_worker()
         figures = []
         for proc, kind, owner in proctree.walk(info["root_pid"], info["mode"]):
-            soft, _hard = advisor.limits_for(options, kind)
+            soft, _hard = procmem.memory_limits(advisor.with_defaults(options), kind)
             # Helpers (wkhtmltopdf, node...) are not held to Odoo's limits: no share of them.
             compared = kind not in (proctree.MASTER, proctree.HELPER)
             described = procinfo.describe(proc, kind, soft_limit=soft if compared else 0)
@@ -255,9 +265,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         if not mark:
             return False
         if mark.get("until"):
-            until = fields.Datetime.to_string(
-                datetime.fromtimestamp(mark["until"], tz=timezone.utc).replace(tzinfo=None)
-            )
+            until = fields.Datetime.to_string(naive_utc(mark["until"]))
             return self.env._("tracing, stops by itself at %(until)s UTC", until=until)
         return self.env._("tracing")
 
@@ -269,17 +277,17 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         oldest = min(fig["started"] for fig in others)
         rows = self.env["memory.snapshot"].search_read(
             [
-                ("host", "=", compat.host_name()),
+                ("host", "=", odoo_runtime.host_name()),
                 ("pid", "in", [fig["pid"] for fig in others]),
                 ("requests_count", ">", 0),
-                ("date", ">=", datetime.fromtimestamp(oldest, tz=timezone.utc).replace(tzinfo=None)),
+                ("date", ">=", naive_utc(oldest)),
             ],
             ["pid", "date", "requests_count"],
             order="date desc",
         )
         now = fields.Datetime.now()
         for fig in others:
-            started = datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None)
+            started = naive_utc(fig["started"])
             # The latest snapshot taken since this very process started (a pid can be reused).
             row = next((r for r in rows if r["pid"] == fig["pid"] and r["date"] >= started), None)
             if row:
@@ -338,7 +346,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 {
                     "section": "temp",
                     "name": datname,
-                    "value": heap.human_size(temp_bytes or 0),
+                    "value": units.human_size(temp_bytes or 0),
                     "detail": self.env._("%(files)s temporary files", files=temp_files),
                     "is_current": datname == cr.dbname,
                 }
@@ -394,21 +402,21 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def _show(self, title, text):
         """Put ``text`` in the page under ``title`` and log it: what the signal would have logged."""
         self.ensure_one()
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         kind = proctree.own_kind(info["mode"], info["root_pid"])
         heading = self.env._(
             "%(title)s, pid %(pid)s (%(kind)s) on %(host)s",
             title=title,
             pid=os.getpid(),
             kind=kind,
-            host=compat.host_name(),
+            host=odoo_runtime.host_name(),
         )
         _logger.info("%s, asked by %s:\n%s", heading, self.env.user.login, text)
         self.write({"output_title": heading, "output": text})
 
     def action_dump_stacks(self):
         self._check_admin()
-        greenlets = stacks.live_greenlets() if compat.evented() else ()
+        greenlets = stacks.live_greenlets() if odoo_runtime.evented() else ()
         text = stacks.dump(sys._current_frames(), greenlets=greenlets)
         # A threaded or gevent process also serves other databases: their threads stay hidden unless
         # the server's operator allowed server-wide actions; URLs lose query strings and tokens.
@@ -452,9 +460,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self._show(self.env._("Clear the ORM caches"), "\n".join(lines))
 
     def _profile_settings(self):
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        return params.read(icp.get_param, params.PROFILE_FRAMES), params.read(
-            icp.get_param, params.PROFILE_TOP_N
+        return odoo_runtime.setting(self.env, params.PROFILE_FRAMES), odoo_runtime.setting(
+            self.env, params.PROFILE_TOP_N
         )
 
     def action_tracemalloc_start(self):
@@ -462,9 +469,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         self._check_admin()
         self._check_server_wide()  # tracing slows a worker that other databases share
         frames, _top_n = self._profile_settings()
-        icp = self.env["ir.config_parameter"].sudo()  # reading the addon's settings, for an admin
-        minutes = params.read(icp.get_param, params.TRACEMALLOC_MAX_MINUTES)
-        max_mb = params.read(icp.get_param, params.TRACEMALLOC_MAX_MB)
+        minutes = odoo_runtime.setting(self.env, params.TRACEMALLOC_MAX_MINUTES)
+        max_mb = odoo_runtime.setting(self.env, params.TRACEMALLOC_MAX_MB)
         self._show(
             self.env._("tracemalloc: start"),
             messages.tracer_said(

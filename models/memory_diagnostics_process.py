@@ -2,17 +2,16 @@ import logging
 import os
 import socket
 import time
-from datetime import datetime, timezone
 
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from .. import compat, messages
+from .. import messages, odoo_runtime
 from ..core import lifecycle, procinfo, proctree, scope, signals, stacks
+from ..core.units import MIB, naive_utc
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 
 #: Where each signal's answer appears in the server log: (logger, marker, seconds to wait for it).
 # (logger, first line, seconds to wait): a loaded host can take a while to
@@ -123,7 +122,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "num_fds": fig["num_fds"] or 0,
             "num_threads": fig["num_threads"],
             "cpu_seconds": fig["cpu_seconds"],
-            "started_at": datetime.fromtimestamp(fig["started"], tz=timezone.utc).replace(tzinfo=None),
+            "started_at": naive_utc(fig["started"]),
             "create_time": fig["started"],
             "age": procinfo.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
@@ -161,12 +160,12 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             )
         page = self.diagnostics_id
         result = page._check_server_wide()  # another process: shared by every database of the server
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         # create_time: the process shown, not whichever took its pid since (0 refuses any).
         decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
         if not decision.allowed:
             raise UserError(messages.signal_refusal(self.env, decision.reason))
-        logfile = compat.server_logfile()
+        logfile = odoo_runtime.server_logfile()
         offset = _size(logfile)
         _logger.info(
             "Sending %s to pid %s (%s) for %s, asked by %s",

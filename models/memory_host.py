@@ -4,6 +4,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.tools import sql
 
+from .. import odoo_runtime
 from ..core import params
 
 #: A host that has sent nothing for this many sampling intervals is gone.
@@ -72,7 +73,7 @@ class MemoryHost(models.Model):
 
     def _gone_before(self):
         # The interval is read for whoever reads the trends or the hosts.
-        minutes = params.read(self.env["ir.config_parameter"].sudo().get_param, params.SNAPSHOT_INTERVAL)
+        minutes = odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL)
         return fields.Datetime.now() - timedelta(minutes=GONE_AFTER_INTERVALS * minutes)
 
     @api.depends("last_seen_at")
@@ -126,5 +127,5 @@ class MemoryHost(models.Model):
             "SELECT max(date) FROM memory_snapshot WHERE host = %s AND round_key IS NOT NULL", [host]
         )
         last = self.env.cr.fetchone()[0]
-        minutes = params.read(self.env["ir.config_parameter"].sudo().get_param, params.SNAPSHOT_INTERVAL)
+        minutes = odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL)
         return last is None or last < fields.Datetime.now() - timedelta(minutes=ROUND_DUE_SHARE * minutes)

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .. import access, compat, messages
+from .. import access, compat, messages, odoo_runtime
 from ..core import accounting, params
 from ..core import report as reports
 from ..core import verdict as verdicts
@@ -82,8 +82,7 @@ class MemoryLeakReport(models.AbstractModel):
         except Exception:
             _logger.exception("Memory leak report: the mail could not be created")
         webhook = None
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        url = params.read(icp.get_param, params.REPORT_WEBHOOK_URL)
+        url = odoo_runtime.setting(self.env, params.REPORT_WEBHOOK_URL)
         if url:
             webhook = reports.post_webhook(
                 url,
@@ -103,8 +102,7 @@ class MemoryLeakReport(models.AbstractModel):
     @api.model
     def _recipients(self):
         """Users named in the settings, else the Settings administrators; those with an email."""
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        raw = params.read(icp.get_param, params.REPORT_RECIPIENT_IDS)
+        raw = odoo_runtime.setting(self.env, params.REPORT_RECIPIENT_IDS)
         Users = self.env["res.users"].sudo()  # recipients are read whoever sends the report
         ids = [int(part) for part in raw.split(",") if part.strip().isdigit()]
         users = Users.browse(ids).exists() if ids else Users.browse()
@@ -150,8 +148,7 @@ class MemoryLeakReport(models.AbstractModel):
     @api.model
     def _build(self):
         now = fields.Datetime.now()
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        warn_share = params.read(icp.get_param, params.WARN_SHARE)
+        warn_share = odoo_runtime.setting(self.env, params.WARN_SHARE)
         notes = []
         snapshot_figures = {}
         if "memory.snapshot" in self.env:

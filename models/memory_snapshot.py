@@ -2,15 +2,16 @@ import json
 import logging
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
-from .. import access, compat
-from ..core import heap, lifecycle, params, procmem, proctree, sampler, trends
+from .. import access, compat, odoo_runtime
+from ..core import heap, lifecycle, params, procmem, proctree, sampler, throttle, trends
+from ..core.units import naive_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ TRIGGERS = [
 RECENT = [("1h", "Last hour"), ("24h", "Last 24 hours")]
 
 #: When this HTTP worker samples itself next (reset in forked workers).
-SELF_SAMPLE_THROTTLE = sampler.Throttle()
+SELF_SAMPLE_THROTTLE = throttle.Throttle()
 
 
 class MemorySnapshot(models.Model):
@@ -130,13 +131,15 @@ class MemorySnapshot(models.Model):
             snapshot.top_types_display = heap.format_top_types(rows) if rows else False
 
     def _compute_above_warn(self):
-        warn = self._setting(params.WARN_SHARE)
+        warn = odoo_runtime.setting(self.env, params.WARN_SHARE)
         for snapshot in self:
             snapshot.above_warn = snapshot.soft_limit_pct >= warn
 
     def _search_above_warn(self, operator, value):
         wanted = _wanted(operator, value, True)
-        return [("soft_limit_pct", ">=" if wanted else "<", self._setting(params.WARN_SHARE))]
+        return [
+            ("soft_limit_pct", ">=" if wanted else "<", odoo_runtime.setting(self.env, params.WARN_SHARE))
+        ]
 
     def _compute_host_gone(self):
         gone = set(self.env["memory.host"]._gone_names())
@@ -190,13 +193,13 @@ class MemorySnapshot(models.Model):
         A scheduled round is skipped while another process of the host takes one (two rounds at
         once would both compare with the same previous round).
         """
-        if not self.env["memory.host"]._lock_round(compat.host_name()) and trigger == "schedule":
+        if not self.env["memory.host"]._lock_round(odoo_runtime.host_name()) and trigger == "schedule":
             _logger.info(
-                "Another process of %s is sampling it now: this round is skipped", compat.host_name()
+                "Another process of %s is sampling it now: this round is skipped", odoo_runtime.host_name()
             )
             return self.browse()
-        info = compat.server_info()
-        uss = self._setting(params.SNAPSHOT_USS)
+        info = odoo_runtime.server_info()
+        uss = odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
         self.env["memory.worker.exit"]._collect()  # the workers that went away since the last round
         found = sampler.sample_tree(info["root_pid"], info["mode"], uss=uss)
         own = os.getpid()
@@ -209,8 +212,10 @@ class MemorySnapshot(models.Model):
     @api.model
     def _sample_self(self, trigger, extra=None, top_types=False):
         """Sample the current process alone (an HTTP worker after a request, the profiler)."""
-        info = compat.server_info()
-        figures = sampler.sample(procmem.this_process(), uss=self._setting(params.SNAPSHOT_USS))
+        info = odoo_runtime.server_info()
+        figures = sampler.sample(
+            procmem.this_process(), uss=odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
+        )
         figures["kind"] = proctree.own_kind(info["mode"], info["root_pid"])
         figures.update(self._own_figures(top_types=top_types), **(extra or {}))
         return self._record(trigger, [figures])
@@ -219,20 +224,20 @@ class MemorySnapshot(models.Model):
         """What only Odoo knows, for the process this code runs in."""
         worker = proctree.current_worker()
         figures = {
-            "record_cache_size": compat.record_cache_size(self.env),
-            "ormcache_entries": compat.ormcache_entries(self.env.registry),
+            "record_cache_size": odoo_runtime.record_cache_size(self.env),
+            "ormcache_entries": odoo_runtime.ormcache_entries(self.env.registry),
             "gc_counts": sampler.gc_counts(),
             "requests_count": getattr(worker, "request_count", 0),
         }
         if top_types:
-            figures["top_types"] = json.dumps(sampler.top_types(), separators=(",", ":"))
+            figures["top_types"] = json.dumps(heap.top_types(limit=20), separators=(",", ":"))
         return figures
 
     def _record(self, trigger, found, round_key=False, root_kind=proctree.MASTER):
         """Create the snapshots of ``found`` (figures of processes of this host), with trends."""
-        host = compat.host_name()
+        host = odoo_runtime.host_name()
         now = fields.Datetime.now()
-        options = {option: config.get(option) for option in sampler.LIMIT_OPTIONS}
+        options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
         found = [sampler.with_limits(figures, options) for figures in found]
         growth = self._growth(host, now, found)
         replaced = {}
@@ -265,7 +270,7 @@ class MemorySnapshot(models.Model):
                     "num_fds": figures["num_fds"] or 0,
                     "num_threads": figures["num_threads"] or 0,
                     "cpu_seconds": figures["cpu_seconds"],
-                    "started_at": _utc(figures["started_at"]),
+                    "started_at": naive_utc(int(figures["started_at"])),
                     "age_hours": figures["age_seconds"] / 3600,
                     "requests_count": figures.get("requests_count") or 0,
                     "record_cache_size": figures.get("record_cache_size") or 0,
@@ -283,9 +288,9 @@ class MemorySnapshot(models.Model):
 
     def _growth(self, host, now, found):
         """``{pid: (MiB/h over the window, leak suspect)}`` from earlier snapshots of the same processes."""
-        threshold = self._setting(params.GROWTH_THRESHOLD)
-        span = self._setting(params.GROWTH_MIN_SPAN) * 60
-        lookback = span + 2 * self._setting(params.SNAPSHOT_INTERVAL) * 60
+        threshold = odoo_runtime.setting(self.env, params.GROWTH_THRESHOLD)
+        span = odoo_runtime.setting(self.env, params.GROWTH_MIN_SPAN) * 60
+        lookback = span + 2 * odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL) * 60
         pids = [figures["pid"] for figures in found]
         # Earlier snapshots of this host's processes: read by the sampler whoever triggers it.
         rows = self.sudo().search_read(
@@ -365,14 +370,9 @@ class MemorySnapshot(models.Model):
         """Make the sampling scheduled action run at the interval of the settings."""
         # The scheduled action belongs to the addon: Settings admins change it through the setting.
         cron = self.env.ref("memory_hygiene.ir_cron_memory_snapshot", raise_if_not_found=False)
-        minutes = self._setting(params.SNAPSHOT_INTERVAL)
+        minutes = odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL)
         if cron and (cron.sudo().interval_number, cron.sudo().interval_type) != (minutes, "minutes"):
             cron.sudo().write({"interval_number": minutes, "interval_type": "minutes"})
-
-    @api.model
-    def _setting(self, key):
-        # Settings of the sampler are read whoever's request or cron is observed.
-        return params.read(self.env["ir.config_parameter"].sudo().get_param, key)
 
 
 def self_sample_due():
@@ -380,7 +380,7 @@ def self_sample_due():
 
     Never under the test runner, whose single cursor must not be shared.
     """
-    return SELF_SAMPLE_THROTTLE.due() and not compat.in_test_mode()
+    return SELF_SAMPLE_THROTTLE.due() and not odoo_runtime.in_test_mode()
 
 
 def sample_after_request(dbname, extra):
@@ -399,7 +399,7 @@ def sample_after_request(dbname, extra):
             # First statement of the transaction: the host's round when none was taken within the
             # interval, so that a host whose cron worker never takes the scheduled action is sampled
             # whole all the same, by one of its processes.
-            round_due = env["memory.host"]._claim_round(compat.host_name())
+            round_due = env["memory.host"]._claim_round(odoo_runtime.host_name())
             env["memory.snapshot"]._sample_self("request", extra)
             if round_due:
                 env["memory.snapshot"]._sample_round("schedule")
@@ -415,8 +415,3 @@ def _wanted(operator, value, truth):
     if operator in ("=", "!="):
         return (bool(value) == truth) == (operator == "=")
     raise NotImplementedError(f"Unsupported operator {operator!r}")
-
-
-def _utc(timestamp):
-    """A POSIX timestamp as Odoo stores datetimes: naive UTC, whole seconds."""
-    return datetime.fromtimestamp(int(timestamp), timezone.utc).replace(tzinfo=None)

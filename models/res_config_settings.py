@@ -1,11 +1,11 @@
 import secrets
-from urllib.parse import urlparse
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access, messages
 from ..core import params, rollup
+from ..core import report as reports
 
 #: The setting that a retention check of core.rollup names, by its code.
 ROLLUP_FIELDS = {
@@ -228,11 +228,12 @@ class ResConfigSettings(models.TransientModel):
                 raise ValidationError(messages.param_error(self.env, label, exc.say)) from None
             url = settings.memory_report_webhook_url
             if url:
-                parsed = urlparse(url.strip())
-                if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                try:
+                    reports.check_webhook_url(url)
+                except ValueError:
                     raise ValidationError(
                         self.env._("The leak report webhook must be an http:// or https:// URL, got %r.", url)
-                    )
+                    ) from None
 
     @api.model
     def get_values(self):

@@ -2,7 +2,8 @@ from datetime import datetime
 
 from odoo.tests import TransactionCase, new_test_user
 
-from ..core.leakprof import MIB, ProfileResult
+from ..core.leakprof import ProfileResult
+from ..core.units import MIB
 
 
 class CronRunCase(TransactionCase):

@@ -47,10 +47,10 @@ from odoo.tools import config
 
 from .. import compat
 from ..core import proctree
+from ..core.units import MIB  # noqa: F401 - tests import it from here
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 #: What a real server needs for the addon's own tests; tests about a user's
 #: addon ask for ``("memory_hygiene", "test_memory_hygiene")`` themselves, so
 #: that ``odoo-bin --test-enable -i memory_hygiene`` runs without test_addons/.
@@ -59,6 +59,54 @@ DEFAULT_MODULES = ("memory_hygiene",)
 _DATABASES = {}  # modules -> name of the database made for them
 _COPIES = set()  # names of the databases copy_database made
 _SERVERS = set()  # started and not yet stopped
+
+
+#: Options that install a database without demo data: 18.0 loads demo data
+#: unless told not to; 19.0 loads none by default and reads the same option
+#: (``--without-demo``, a boolean there) the same way.
+NO_DEMO_ARGS = ("--without-demo=True",)
+
+
+def odoo_bin():
+    """Path of the ``odoo-bin`` of the running Odoo (next to the ``odoo`` package)."""
+    # 19.0's ``odoo`` is a namespace package: no ``__file__``, only ``__path__``.
+    return os.path.join(os.path.dirname(list(odoo.__path__)[0]), "odoo-bin")
+
+
+def child_server_args():
+    """Options that make a child ``odoo-bin`` see this process's addons and PostgreSQL.
+
+    The password is not among them (a command line is public): pass it as
+    ``PGPASSWORD`` in the child's environment (``_child_env``). ``addons_path``
+    is a comma-separated string on 18.0 and a list on 19.0.
+    """
+    addons = config["addons_path"]
+    args = ["--addons-path", addons if isinstance(addons, str) else ",".join(addons)]
+    if config.get("data_dir"):
+        args += ["--data-dir", config["data_dir"]]
+    for option, flag in (("db_host", "--db_host"), ("db_port", "--db_port"), ("db_user", "--db_user")):
+        if config.get(option):
+            args += [flag, str(config[option])]
+    return args
+
+
+def run_cron_job_now(registry, cron_cr, cron_id):
+    """Run scheduled action ``cron_id`` now through Odoo's own job machinery, on ``cron_cr``.
+
+    What the cron worker does (acquire the job, ``_process_job``), for scripts
+    such as the benchmarks; the caller commits ``cron_cr``. Returns False when
+    the job could not be acquired (not ready, or run elsewhere).
+    """
+    cron_cr.execute(
+        "UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') - interval '1 minute' WHERE id = %s",
+        [cron_id],
+    )
+    cron_cr.commit()
+    job = registry["ir.cron"]._acquire_one_job(cron_cr, cron_id)
+    if not job:
+        return False
+    compat.process_job(registry, cron_cr, job)
+    return True
 
 
 def free_port():
@@ -122,7 +170,7 @@ def server_database(modules=DEFAULT_MODULES, name=None):
         f"--http-port={free_port()}",
         f"--logfile={logfile}",
         "--log-level=warn",
-        *compat.no_demo_args(),
+        *NO_DEMO_ARGS,
     )
     _logger.info("Installing %s in database %s for a real server", ",".join(modules), name)
     try:
@@ -376,7 +424,7 @@ class OdooServer:
 
 
 def _odoo_command(*args):
-    return [sys.executable, compat.odoo_bin(), *compat.child_server_args(), *args]
+    return [sys.executable, odoo_bin(), *child_server_args(), *args]
 
 
 def _child_env(extra=None):

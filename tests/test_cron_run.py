@@ -4,7 +4,7 @@ from unittest.mock import patch
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import tagged
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import params
 from .common import CronRunCase
 
@@ -61,7 +61,7 @@ class TestCronRun(CronRunCase):
         with patch.object(compat, "GC_UNLINK_LIMIT", 4):
             result = self.env["memory.cron.run"]._gc_runs()
         self.assertEqual(self.env["memory.cron.run"].search_count([("cron_id", "=", self.cron.id)]), 4)
-        if compat.MAJOR >= 19:
+        if compat.AUTOVACUUM_REPEATS:
             self.assertEqual(result, (4, True), "19.0 calls it again in the same run")
         else:
             self.assertEqual(result, 4)
@@ -105,43 +105,24 @@ class TestCronRun(CronRunCase):
 @tagged("post_install", "-at_install")
 class TestIndependentCursor(CronRunCase):
     def test_without_registry_test_mode_a_savepoint_of_the_test_transaction(self):
-        with compat.independent_cursor(self.env) as cr:
+        with odoo_runtime.independent_cursor(self.env) as cr:
             self.assertIs(cr, self.env.cr, "no real transaction escapes the test")
             cr.execute("UPDATE ir_cron SET priority = 42 WHERE id = %s", [self.cron.id])
         self.cron.invalidate_recordset(["priority"])
         self.assertEqual(self.cron.priority, 42)
-        with self.assertRaises(ZeroDivisionError), compat.independent_cursor(self.env) as cr:
+        with self.assertRaises(ZeroDivisionError), odoo_runtime.independent_cursor(self.env) as cr:
             cr.execute("UPDATE ir_cron SET priority = 7 WHERE id = %s", [self.cron.id])
             _ = 1 / 0
         self.cron.invalidate_recordset(["priority"])
         self.assertEqual(self.cron.priority, 42, "the block alone is rolled back")
 
     def test_with_registry_test_mode_a_test_cursor(self):
-        self.env.flush_all()
-        registry = self.registry
-        if compat.MAJOR >= 19:
-            context = self.enter_registry_test_mode()
-        else:
-            context = _LegacyTestMode(registry, self.cr)
-        with context, compat.independent_cursor(self.env) as cr:
+        with compat.registry_test_mode(self), odoo_runtime.independent_cursor(self.env) as cr:
             self.assertTrue(compat.is_test_cursor(cr))
             self.assertIsNot(cr, self.env.cr)
             cr.execute("UPDATE ir_cron SET priority = 43 WHERE id = %s", [self.cron.id])
         self.cron.invalidate_recordset(["priority"])
         self.assertEqual(self.cron.priority, 43, "committed into the test's transaction")
-
-
-class _LegacyTestMode:
-    """18.0's registry test mode as a context manager."""
-
-    def __init__(self, registry, cr):
-        self.registry, self.cr = registry, cr
-
-    def __enter__(self):
-        self.registry.enter_test_mode(self.cr)
-
-    def __exit__(self, *exc):
-        self.registry.leave_test_mode()
 
 
 @tagged("post_install", "-at_install")
@@ -177,15 +158,11 @@ class TestAfterRunTransaction(CronRunCase):
             finally:
                 cr.close()
             with self.subTest(ending=ending):
-                self.assertEqual(deferred, compat.MAJOR < 19)
+                self.assertEqual(deferred, not compat.CALLBACK_COMMITS)
                 self.assertEqual(calls, [1] if deferred else [], "exactly once")
 
     def test_not_deferred_on_test_cursors(self):
-        self.env.flush_all()
-        context = (
-            self.enter_registry_test_mode() if compat.MAJOR >= 19 else _LegacyTestMode(self.registry, self.cr)
-        )
-        with context, self.registry.cursor() as cr:
+        with compat.registry_test_mode(self), self.registry.cursor() as cr:
             self.assertTrue(compat.is_test_cursor(cr))
             self.assertFalse(
                 compat.after_run_transaction(cr, lambda: None), "test cursors skip post-commit hooks"

@@ -18,7 +18,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import heap, machine, params
 
 DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
@@ -117,7 +117,7 @@ class TestDiagnostics(TransactionCase):
     # ------------------------------------------------------------------
     def test_admin_gets_processes_advisor_and_postgres(self):
         page = self.open_page()
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         self.assertTrue(page.host)
         self.assertEqual(page.root_pid, info["root_pid"])
         self.assertEqual(page.worker_pid, os.getpid())
@@ -127,7 +127,7 @@ class TestDiagnostics(TransactionCase):
         self.assertGreater(current.vms_mb, current.rss_mb, "the address space is bigger than RSS")
         self.assertGreater(current.num_threads, 0)
         self.assertTrue(current.age)
-        if compat.server_options()["limit_memory_soft"]:
+        if odoo_runtime.server_options()["limit_memory_soft"]:
             self.assertGreater(current.soft_limit_pct, 0)
         self.assertTrue(page.finding_ids, "the advisor always says something")
         self.assertTrue(
@@ -278,14 +278,14 @@ class TestDiagnostics(TransactionCase):
         )
         page = self.open_page()
         with patch.object(machine, "read", return_value=host):
-            with patch.object(compat, "server_options", return_value=bad):
+            with patch.object(odoo_runtime, "server_options", return_value=bad):
                 page.action_refresh()
             critical = set(page.finding_ids.filtered(lambda f: f.level == "critical").mapped("code"))
             # (and 61 workers x 2 connections may be more than PostgreSQL accepts)
             self.assertEqual(critical - {"connections"}, {"hard_not_above_soft", "limits_vs_ram"})
             self.assertIn("workers_vs_cpu", page.finding_ids.mapped("code"))
             self.assertEqual(page.finding_ids[0].level, "critical", "worst first")
-            with patch.object(compat, "server_options", return_value=sound):
+            with patch.object(odoo_runtime, "server_options", return_value=sound):
                 page.action_refresh()
         levels = set(page.finding_ids.mapped("level"))
         self.assertNotIn("critical", levels)
@@ -309,12 +309,12 @@ class TestDiagnostics(TransactionCase):
             with open(os.path.join(root, path), "w", encoding="ascii") as file:
                 file.write(text)
         # What a configuration sized for the host looks like: 2 x 32 + 1 workers.
-        for_the_host = dict(compat.server_options(), workers=65, max_cron_threads=2, proxy_mode=True)
+        for_the_host = dict(odoo_runtime.server_options(), workers=65, max_cron_threads=2, proxy_mode=True)
         read = machine.read
         page = self.open_page()
         with (
             patch.object(machine, "read", lambda *a, **kw: read(root, affinity=32, host_cpus=32)),
-            patch.object(compat, "server_options", return_value=for_the_host),
+            patch.object(odoo_runtime, "server_options", return_value=for_the_host),
         ):
             page.action_refresh()
         self.assertEqual(page.ram_text, "4.0 GiB (container limit)")
@@ -474,7 +474,7 @@ class TestDiagnostics(TransactionCase):
     def test_stack_dump_of_a_process_is_read_back_from_the_log_file(self):
         """SIGQUIT to an Odoo process of this server; its dump, logged to --logfile, is shown."""
         page = self.open_page()
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         if info["mode"] != "threaded" or not callable(signal.getsignal(signal.SIGQUIT)):
             self.skipTest("needs the test runner's threaded server, with Odoo's SIGQUIT handler")
         # The server logs to a file here as with --logfile, in Odoo's format (pid, db, logger).
@@ -491,7 +491,7 @@ class TestDiagnostics(TransactionCase):
         self.addCleanup(odoo_misc.removeHandler, handler)
         self.addCleanup(handler.close)
         line = self.process_line(page, os.getpid(), "threaded")
-        with patch.object(compat, "server_logfile", return_value=path):
+        with patch.object(odoo_runtime, "server_logfile", return_value=path):
             line.action_signal_stacks()
         self.assertIn(f"Thread stacks of pid {os.getpid()}", page.output_title)
         self.assertIn("# Thread:", page.output)

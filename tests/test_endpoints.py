@@ -9,8 +9,8 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config
 
 from ..core import machine, params
+from ..core.units import MIB
 
-MIB = 1024 * 1024
 GIB = 1024 * MIB
 TOKEN = "s3cret-token-for-tests-0123456789"
 USAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "readme", "USAGE.md")

@@ -1,4 +1,4 @@
-"""``compat.in_test_mode()``: the test runner of this process, never the server's config."""
+"""``odoo_runtime.in_test_mode()``: the test runner of this process, never the server's config."""
 
 import threading
 from unittest.mock import patch
@@ -7,7 +7,7 @@ import odoo
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
-from .. import compat
+from .. import odoo_runtime
 
 
 @tagged("post_install", "-at_install")
@@ -21,9 +21,9 @@ class TestTestMode(TransactionCase):
         return result[0]
 
     def test_the_test_runner_is_seen(self):
-        self.assertTrue(compat.in_test_mode())
+        self.assertTrue(odoo_runtime.in_test_mode())
         # HttpCase's server thread has no "testing" attribute: the runner's current test is enough.
-        self.assertTrue(self.in_other_thread(compat.in_test_mode))
+        self.assertTrue(self.in_other_thread(odoo_runtime.in_test_mode))
 
     def test_a_server_started_with_test_enable_is_not_under_test(self):
         """Outside a test run, --test-enable / --test-file in the config change nothing."""
@@ -31,4 +31,4 @@ class TestTestMode(TransactionCase):
             patch.object(odoo.modules.module, "current_test", None),
             patch.dict(config.options, {"test_enable": True, "test_file": "/tmp/test_x.py"}),
         ):
-            self.assertFalse(self.in_other_thread(compat.in_test_mode))
+            self.assertFalse(self.in_other_thread(odoo_runtime.in_test_mode))

@@ -14,12 +14,10 @@ from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import params, sampler
-from ..models import memory_snapshot
+from ..core.units import MIB, naive_utc
 from ..models.memory_host import LOCK_NAMESPACE, lock_key
-
-MIB = sampler.MIB
 
 
 @tagged("post_install", "-at_install")
@@ -86,7 +84,7 @@ class TestMemorySnapshot(TransactionCase):
 
     def test_growth_and_leak_suspect_from_earlier_snapshots(self):
         process = psutil.Process()
-        started = memory_snapshot._utc(process.create_time())
+        started = naive_utc(int(process.create_time()))
         rss = process.memory_info().rss / MIB
         for minutes_ago in range(90, 0, -5):  # +200 MiB/h for 90 minutes
             self.fake_snapshot(
@@ -106,7 +104,7 @@ class TestMemorySnapshot(TransactionCase):
 
     def test_steady_process_is_no_leak_suspect(self):
         process = psutil.Process()
-        started = memory_snapshot._utc(process.create_time())
+        started = naive_utc(int(process.create_time()))
         rss = process.memory_info().rss / MIB
         for minutes_ago in range(90, 0, -5):
             self.fake_snapshot(minutes_ago, host=_host(), pid=os.getpid(), started_at=started, rss_mb=rss)
@@ -124,7 +122,7 @@ class TestMemorySnapshot(TransactionCase):
 
         prefork = {"mode": "prefork", "root_pid": 10}
         with (
-            patch.object(compat, "server_info", return_value=prefork),
+            patch.object(odoo_runtime, "server_info", return_value=prefork),
             patch.object(sampler, "sample_tree") as tree_of,
         ):
             tree_of.return_value = tree(10, 11, 12, 20)
@@ -157,9 +155,9 @@ class TestMemorySnapshot(TransactionCase):
     def test_the_host_is_named_by_the_server_option_or_the_environment(self):
         """Containers get a new hostname at each deploy: a server option names the host."""
         self.assertEqual(_host(), socket.gethostname(), "unnamed: the hostname")
-        with patch.dict(config.options, {compat.HOST_NAME_OPTION: "odoo-green"}):
+        with patch.dict(config.options, {odoo_runtime.HOST_NAME_OPTION: "odoo-green"}):
             self.assertEqual({s.host for s in self.Snapshot._cron_sample()}, {"odoo-green"})
-            with patch.dict(os.environ, {compat.HOST_NAME_ENV: "odoo-blue"}):
+            with patch.dict(os.environ, {odoo_runtime.HOST_NAME_ENV: "odoo-blue"}):
                 self.assertEqual({s.host for s in self.Snapshot._cron_sample()}, {"odoo-blue"}, "env wins")
                 page = self.env["memory.diagnostics"].create({})
                 page.action_refresh()
@@ -200,7 +198,7 @@ class TestMemorySnapshot(TransactionCase):
             other.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, lock_key("busy-host")])
             self.assertTrue(other.fetchone()[0])
             self.assertFalse(Host._claim_round("busy-host"))
-            with patch.object(compat, "host_name", return_value="busy-host"):
+            with patch.object(odoo_runtime, "host_name", return_value="busy-host"):
                 self.assertFalse(self.Snapshot._cron_sample(), "the scheduled round is left to the other")
                 self.assertTrue(self.Snapshot._sample_round("manual"), "Sample now samples all the same")
 
@@ -214,7 +212,7 @@ class TestMemorySnapshot(TransactionCase):
 
 
 def _host():
-    return compat.host_name()
+    return odoo_runtime.host_name()
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 import pytest
 
-from core.batching import Budget, KeysetBatcher, RateLimitedLog
+from core.batching import Budget, KeysetBatcher
+from core.throttle import Throttle
 
 
 class Table:
@@ -354,14 +355,14 @@ def test_bad_batch_size(size):
         KeysetBatcher(lambda a, b: [], lambda ids: None, size)
 
 
-def test_rate_limited_log():
+def test_progress_log_throttle():
     clock = Clock()
-    log = RateLimitedLog(10, clock=clock)
-    assert log.due()
+    log = Throttle(10, clock=clock)
+    assert log.take()
     clock.now = 5
-    assert not log.due()
+    assert not log.take()
     clock.now = 10
-    assert log.due()
+    assert log.take()
 
 
 def test_cpu_margin_is_kept_free_after_the_last_batch():

@@ -1,6 +1,6 @@
 from core import health, sampler
+from core.units import MIB
 
-MIB = sampler.MIB
 OPTIONS = {
     "limit_memory_soft": 1000 * MIB,
     "limit_memory_hard": 2000 * MIB,

@@ -6,6 +6,7 @@ import pytest
 
 from core import heap
 from core.say import Say
+from core.units import MIB
 
 
 def test_top_types_of_this_process():
@@ -76,10 +77,10 @@ def test_tracer_stops_by_itself_at_its_traced_size(tmp_path):
     tracer = heap.Tracer(board=board, interval=0.02)
     if tracemalloc.is_tracing():
         pytest.skip("something else traces this process")
-    text = tracer.start(1, max_seconds=3600, max_bytes=heap.MIB)
+    text = tracer.start(1, max_seconds=3600, max_bytes=MIB)
     assert text == Say("started_until_upto", {"frames": 1, "minutes": "60", "size": "1.0 MiB"})
     me = psutil.Process()
-    assert board.lookup(me.pid, me.create_time())["max_bytes"] == heap.MIB
+    assert board.lookup(me.pid, me.create_time())["max_bytes"] == MIB
     kept = [bytearray(4096) for _ in range(1024)]  # 4 MiB, traced
     assert _wait_for(lambda: not tracemalloc.is_tracing()), "stopped by its watchdog"
     assert kept

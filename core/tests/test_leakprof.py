@@ -3,8 +3,7 @@ import tracemalloc
 import pytest
 
 from core import heap, holders, leakprof
-
-MIB = 1024 * 1024
+from core.units import MIB
 
 _KEPT = []
 _HELD = {}

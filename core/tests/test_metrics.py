@@ -1,8 +1,7 @@
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics, sampler
-
-MIB = sampler.MIB
+from core.units import MIB
 
 
 def parse(body):

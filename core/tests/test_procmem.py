@@ -3,8 +3,7 @@ import os
 import psutil
 
 from core import procmem
-
-MIB = procmem.MIB
+from core.units import MIB
 
 
 def test_odoo_memory_is_the_virtual_size_on_linux():

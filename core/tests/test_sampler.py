@@ -6,9 +6,8 @@ import time
 import psutil
 import pytest
 
-from core import proctree, sampler
-
-MIB = sampler.MIB
+from core import procmem, proctree, sampler
+from core.units import MIB
 
 
 def test_sample_of_this_process():
@@ -49,26 +48,10 @@ def test_limits_and_share():
         "limit_memory_soft_gevent": False,
         "limit_memory_hard_gevent": 3072 * MIB,
     }
-    assert sampler.limits(options, "http") == (2048 * MIB, 2560 * MIB)
-    assert sampler.limits(options, "gevent") == (2048 * MIB, 3072 * MIB), "unset gevent limit: the common one"
+    assert procmem.memory_limits(options, "http") == (2048 * MIB, 2560 * MIB)
+    assert procmem.memory_limits(options, "gevent") == (2048 * MIB, 3072 * MIB), (
+        "unset gevent limit: the common one"
+    )
     figures = sampler.with_limits({"kind": "cron", "odoo_mb": 512.0}, options)
     assert figures["soft_limit_pct"] == 25.0
     assert sampler.with_limits({"kind": "http", "odoo_mb": 512.0}, {})["soft_limit_pct"] == 0.0
-
-
-def test_top_types_lists_the_biggest_types_first():
-    keep = [bytearray(1024) for _ in range(2000)]  # ~2 MiB of bytearrays
-    rows = sampler.top_types(limit=5)
-    assert len(rows) == 5
-    assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
-    assert any("bytearray" in name for name, _count, _size in rows)
-    del keep
-
-
-def test_throttle_is_per_process():
-    throttle = sampler.Throttle()
-    assert throttle.due(now=10.0)
-    throttle.reschedule(60, now=10.0)
-    assert not throttle.due(now=20.0)
-    throttle._pid = -1  # as seen from a forked child
-    assert throttle.due(now=20.0)

@@ -77,17 +77,8 @@ class BatchCase(TransactionCase):
         the job runs on the caller's cursor; test mode makes the profiler's own
         transaction a test cursor there too, as it would be a new cursor in a request.
         """
-        self.env.flush_all()
-        registry = self.registry
-        if compat.MAJOR >= 19:
-            with self.enter_registry_test_mode():
-                result = cron.method_direct_trigger()
-        else:
-            registry.enter_test_mode(self.cr)
-            try:
-                result = cron.method_direct_trigger()
-            finally:
-                registry.leave_test_mode()
+        with compat.registry_test_mode(self):
+            result = cron.method_direct_trigger()
         self.env.invalidate_all()
         return result
 
@@ -97,17 +88,8 @@ class BatchCase(TransactionCase):
         Its cursors are the test cursor in disguise (registry test mode), so the
         job's commits are savepoints and everything is rolled back after the test.
         """
-        self.env.flush_all()
         job = {**cron.read(load=None)[0], "done": 0, "remaining": 0, "timed_out_counter": 0}
         registry = self.registry
-        if compat.MAJOR >= 19:
-            with self.enter_registry_test_mode(), registry.cursor() as cr:
-                registry["ir.cron"]._process_job(cr, job)
-        else:
-            registry.enter_test_mode(self.cr)
-            try:
-                with registry.cursor() as cr:
-                    registry["ir.cron"]._process_job(registry.db_name, cr, job)
-            finally:
-                registry.leave_test_mode()
+        with compat.registry_test_mode(self), registry.cursor() as cr:
+            compat.process_job(registry, cr, job)
         self.env.invalidate_all()

@@ -4,7 +4,7 @@ from odoo import SUPERUSER_ID, api
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
-from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene import odoo_runtime
 from odoo.addons.memory_hygiene.models import memory_batch_mixin
 
 from .common import BatchCase
@@ -64,7 +64,7 @@ class TestBatchFaults(BatchCase):
             batch.write({"state": "done"})
 
         with (
-            patch.object(compat, "in_test_mode", return_value=False),
+            patch.object(odoo_runtime, "in_test_mode", return_value=False),
             self.assertLogs(SQL_LOGGER, "ERROR") as sql_logs,  # Odoo logs the failed UPDATE
         ):
             result = env["test.memory.batch.record"]._batch_process([("id", "in", ids)], close, batch_size=6)
@@ -85,7 +85,7 @@ class TestBatchFaults(BatchCase):
             batch.env.cr.commit()  # "to be safe": the habit the mixin refuses
 
         with (
-            patch.object(compat, "in_test_mode", return_value=False),
+            patch.object(odoo_runtime, "in_test_mode", return_value=False),
             self.assertRaisesRegex(UserError, r"close_and_commit called cr.commit\(\) or cr.rollback\(\)"),
             self.assertNoLogs(MIXIN_LOGGER, "ERROR"),
             self.assertLogs(SQL_LOGGER, "ERROR"),  # Odoo logs the RELEASE of the lost savepoint
@@ -111,7 +111,10 @@ class TestBatchFaults(BatchCase):
             # Called after the commit: the records' work is durable.
             committed.append((batch.ids, [state for _id, state, _name in self.states(batch.ids)]))
 
-        with patch.object(compat, "in_test_mode", return_value=False), self.assertLogs(MIXIN_LOGGER, "ERROR"):
+        with (
+            patch.object(odoo_runtime, "in_test_mode", return_value=False),
+            self.assertLogs(MIXIN_LOGGER, "ERROR"),
+        ):
             result = env["test.memory.batch.record"]._batch_process(
                 [("id", "in", ids)], close, batch_size=3, after_commit=mail
             )

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from odoo.tests import TransactionCase, tagged
 
-from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene import compat, odoo_runtime
 from odoo.addons.memory_hygiene.tests import harness
 from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
 from odoo.addons.memory_hygiene.tests.test_diagnostics_server import AdminClient
@@ -318,7 +318,9 @@ class TestTwoHosts(TransactionCase):
         )
         servers = {}
         for host in self.HOSTS:
-            server = OdooServer(self.db, workers=2, max_cron_threads=1, env={compat.HOST_NAME_ENV: host})
+            server = OdooServer(
+                self.db, workers=2, max_cron_threads=1, env={odoo_runtime.HOST_NAME_ENV: host}
+            )
             self.addCleanup(server.stop)
             server.start()
             servers[host] = server
@@ -373,7 +375,7 @@ class TestOtherModes(TransactionCase):
     def odoo_shell(self, db, code, *args):
         """Run ``code`` in ``odoo-bin shell`` on ``db``; the finished process (it exited with 0)."""
         done = subprocess.run(
-            [sys.executable, compat.odoo_bin(), "shell", *compat.child_server_args(), "-d", db, *args]
+            [sys.executable, harness.odoo_bin(), "shell", *harness.child_server_args(), "-d", db, *args]
             + ["--log-level=warn"],
             input=code,
             capture_output=True,
@@ -412,8 +414,7 @@ class TestOtherModes(TransactionCase):
 
     def test_a_server_started_with_test_enable_samples_itself(self):
         """--test-enable in production's config: once its tests ran, the server is not under test."""
-        if compat.MAJOR >= 19:
-            # 19.0's --test-enable implies --stop-after-init: no 19.0 server serves with it.
+        if compat.TEST_ENABLE_STOPS_AFTER_INIT:
             self.skipTest("Odoo 19.0 stops a server started with --test-enable after its tests")
         db = server_database(USER_ADDON)
         # --test-enable alone would run every installed module's tests first (these included):

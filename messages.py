@@ -399,7 +399,7 @@ def param_error(env, label, say):
             "below_minimum": lambda f: env._("%(label)s must be at least %(minimum)s, got %(value)s.", **f),
             "above_maximum": lambda f: env._("%(label)s must be at most %(maximum)s, got %(value)s.", **f),
             "shorter_than_raw": lambda f: env._(
-                "%(label)s must cover the full-resolution snapshots (%(raw_hours)s hours), got %(value)s days.",
+                "%(label)s must cover the full-resolution snapshots (%(raw_hours)s hours), got %(value)s days.",  # noqa: E501
                 **f,
             ),
             "shorter_than_hours": lambda f: env._(

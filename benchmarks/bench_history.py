@@ -147,13 +147,12 @@ def main():
     args = parser.parse_args()
     setup_odoo(args.odoo)
 
-    from odoo import SUPERUSER_ID, api
+    from odoo import SUPERUSER_ID, api, release
     from odoo.modules.registry import Registry
 
-    from odoo.addons.memory_hygiene import compat
     from odoo.addons.memory_hygiene.tests import harness
 
-    db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_{compat.SERIES[:2]}")
+    db = harness.server_database(("memory_hygiene",), name=f"{args.prefix}_{release.series[:2]}")
     steps = args.days * 24 * 12
     rows = args.hosts * args.processes * steps
     try:
@@ -248,12 +247,13 @@ def roll_up(registry):
 
 def report(args, rows, generated, chunks, rolled, before, after, tiers):  # noqa: PLR0913 - one table
     """Print the table of the run."""
-    from odoo.addons.memory_hygiene import compat
+    from odoo import release
+
     from odoo.addons.memory_hygiene.core import params
 
     defaults = [params.PARAMS[key].default for key in params.HISTORY_RETENTIONS]
     print(
-        f"\nmemory_hygiene history, Odoo {compat.SERIES}: {args.hosts} hosts x {args.processes} processes"
+        f"\nmemory_hygiene history, Odoo {release.series}: {args.hosts} hosts x {args.processes} processes"
         f" x {args.days} days of 5-minute snapshots ({rows:,} rows generated in {generated:.0f} s;"
         f" roll-up and purge in {chunks} chunks, {rolled:.0f} s), default retentions"
         f" ({defaults[0]} h full resolution, {defaults[1]} days of hours, {defaults[2]} days of days)\n"

@@ -408,7 +408,7 @@ def accounting_cost(registry, runs, breakdown=None):
             for index in range(runs + 1):
                 parts = {}
                 with registry.cursor() as cron_cr, parts_timed(parts):
-                    if not compat.process_cron_job(registry, cron_cr, cron_id):
+                    if not harness.run_cron_job_now(registry, cron_cr, cron_id):
                         raise RuntimeError("the no-op cron could not be acquired")
                     cron_cr.commit()
                     started = time.perf_counter()

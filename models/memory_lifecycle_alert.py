@@ -5,7 +5,7 @@ from markupsafe import Markup
 from odoo import api, fields, models
 from odoo.tools import html_escape
 
-from .. import access, compat, messages
+from .. import access, compat, messages, odoo_runtime
 from ..core import params
 from ..core import report as reports
 from . import memory_leak_report
@@ -52,8 +52,7 @@ class MemoryLifecycleAlert(models.Model):
     @api.model
     def _raise(self, cause, kind, message, advice):
         """Raise the alert ``cause``/``kind`` unless sent within the period; True when raised."""
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's settings, whoever noticed
-        hours = params.read(icp.get_param, params.ALERT_PERIOD_HOURS)
+        hours = odoo_runtime.setting(self.env, params.ALERT_PERIOD_HOURS)
         key = f"{cause}:{kind}"
         try:
             with self.env.cr.savepoint():
@@ -112,7 +111,7 @@ class MemoryLifecycleAlert(models.Model):
         self.ensure_one()
         subject = self.env._(
             "Memory Hygiene alert on %(host)s (%(db)s): %(message)s",
-            host=compat.host_name(),
+            host=odoo_runtime.host_name(),
             db=self.env.cr.dbname,
             message=self.message.splitlines()[0][:150],
         )
@@ -134,8 +133,7 @@ class MemoryLifecycleAlert(models.Model):
                 )
         except Exception:
             _logger.exception("Memory Hygiene alert %s: the mail could not be created", self.key)
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's own settings
-        url = params.read(icp.get_param, params.REPORT_WEBHOOK_URL)
+        url = odoo_runtime.setting(self.env, params.REPORT_WEBHOOK_URL)
         if url:
             reports.post_webhook(
                 url,

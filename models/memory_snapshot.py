@@ -9,7 +9,7 @@ from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
-from .. import access, compat, odoo_runtime
+from .. import access, odoo_runtime
 from ..core import heap, lifecycle, params, procmem, proctree, sampler, throttle, trends
 from ..core.units import naive_utc
 
@@ -301,7 +301,7 @@ class MemorySnapshot(models.Model):
             {
                 "host": host,
                 "pid": f["pid"],
-                "started_at": _utc(f["started_at"]),
+                "started_at": naive_utc(int(f["started_at"])),
                 "date": now,
                 "rss_mb": f["rss_mb"],
             }
@@ -346,7 +346,7 @@ class MemorySnapshot(models.Model):
         """
         now = fields.Datetime.now()
         latest = self.search_fetch([("host", "=", host)], ["date"], limit=1)
-        since = now - timedelta(hours=self._setting(params.SNAPSHOT_RAW_HOURS))
+        since = now - timedelta(hours=odoo_runtime.setting(self.env, params.SNAPSHOT_RAW_HOURS))
         suspects = self.search_fetch(
             [("host", "=", host), ("pid", "in", pids), ("leak_suspect", "=", True), ("date", ">=", since)],
             ["pid"],

@@ -4,7 +4,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.tools import sql
 
-from .. import compat
+from .. import compat, odoo_runtime
 from ..core import params, rollup
 from .memory_snapshot import KINDS
 
@@ -129,7 +129,7 @@ class MemorySnapshotRollup(models.Model):
         purge_limit = purge_limit or compat.GC_UNLINK_LIMIT
         max_buckets = max_buckets or MAX_BUCKETS
         now = fields.Datetime.now()
-        grace = timedelta(minutes=GRACE_INTERVALS * self._setting(params.SNAPSHOT_INTERVAL))
+        grace = timedelta(minutes=GRACE_INTERVALS * odoo_runtime.setting(self.env, params.SNAPSHOT_INTERVAL))
         more = False
         for tier, statement in ((rollup.HOUR, _ROLL_HOURS), (rollup.DAY, _ROLL_DAYS)):
             # A day is rolled up once all its hours are: its "now" is the end of the hours rolled up.
@@ -148,9 +148,9 @@ class MemorySnapshotRollup(models.Model):
                 more = more or after is not None
         cut = rollup.purge_before(
             now,
-            self._setting(params.SNAPSHOT_RAW_HOURS),
-            self._setting(params.SNAPSHOT_HOUR_DAYS),
-            self._setting(params.SNAPSHOT_RETENTION_DAYS),
+            odoo_runtime.setting(self.env, params.SNAPSHOT_RAW_HOURS),
+            odoo_runtime.setting(self.env, params.SNAPSHOT_HOUR_DAYS),
+            odoo_runtime.setting(self.env, params.SNAPSHOT_RETENTION_DAYS),
         )
         # A tier is purged only once the next one holds it.
         hours_until, days_until = self._rolled_until(rollup.HOUR), self._rolled_until(rollup.DAY)
@@ -190,8 +190,3 @@ class MemorySnapshotRollup(models.Model):
             [*args, limit],
         )
         return self.env.cr.rowcount >= limit
-
-    @api.model
-    def _setting(self, key):
-        # Retentions are read by the scheduled action and the autovacuum, whoever runs them.
-        return params.read(self.env["ir.config_parameter"].sudo().get_param, key)

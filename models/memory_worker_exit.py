@@ -1,18 +1,18 @@
 import contextlib
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import psutil
 
 from odoo import api, fields, models
 
-from .. import access, compat
+from .. import access, compat, odoo_runtime
 from ..core import lifecycle, params, procinfo, storms
+from ..core.units import MIB, naive_utc
 
 _logger = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 #: Seconds a vanished worker waits for the master's word before it is judged without it.
 _MASTER_GRACE = 30
 #: Days worker exits are kept.
@@ -88,7 +88,7 @@ class MemoryWorkerExit(models.Model):
             return self.browse()
 
     def _collect_exits(self):
-        info = compat.server_info()
+        info = odoo_runtime.server_info()
         if info["mode"] != "prefork":
             return self.browse()
         directory = lifecycle.state_dir(info["root_pid"])
@@ -96,7 +96,7 @@ class MemoryWorkerExit(models.Model):
         found = lifecycle.pending(directory)
         if not found:
             return self.browse()
-        log_text = lifecycle.read_log_tail(compat.server_logfile())
+        log_text = lifecycle.read_log_tail(odoo_runtime.server_logfile())
         oom_now = lifecycle.oom_kills()
         master_hooked = _master_hooked(directory)
         allowed = self.env["memory.diagnostics"]._server_wide_scope().allowed
@@ -163,7 +163,7 @@ class MemoryWorkerExit(models.Model):
             # A scheduled action of this database, still there.
             cron_id = cron_id if cron_id and self.env["ir.cron"].sudo().browse(cron_id).exists() else False
         return {
-            "host": compat.host_name(),
+            "host": odoo_runtime.host_name(),
             "root_pid": root_pid,
             "pid": record["pid"],
             "kind": record["kind"],
@@ -177,8 +177,8 @@ class MemoryWorkerExit(models.Model):
             "vms_mb": record["vms"] / MIB,
             "requests": record["requests"],
             "age_seconds": int(record["age"] or 0),
-            "started_at": _utc(record["started"]) if record["started"] else False,
-            "ended_at": _utc(record["ended"]),
+            "started_at": naive_utc(record["started"]) if record["started"] else False,
+            "ended_at": naive_utc(record["ended"]),
         }
 
     # ------------------------------------------------------------------
@@ -187,12 +187,14 @@ class MemoryWorkerExit(models.Model):
     @api.model
     def _storms(self, host=None):
         """``{kind: {"count", "cause", "likely", "reason"}}`` of this host's kinds in a recycle storm."""
-        icp = self.env["ir.config_parameter"].sudo()  # the addon's settings, whoever looks
-        window = params.read(icp.get_param, params.STORM_WINDOW)
+        window = odoo_runtime.setting(self.env, params.STORM_WINDOW)
         now = fields.Datetime.now()
         # Exits are read for whoever looks at the server's health (an admin, or the endpoint's token).
         rows = self.sudo().search_read(
-            [("host", "=", host or compat.host_name()), ("ended_at", ">=", now - timedelta(minutes=window))],
+            [
+                ("host", "=", host or odoo_runtime.host_name()),
+                ("ended_at", ">=", now - timedelta(minutes=window)),
+            ],
             ["kind", "cause", "requests", "age_seconds", "ended_at"],
         )
         exits = [
@@ -208,8 +210,8 @@ class MemoryWorkerExit(models.Model):
         found = storms.storms(
             exits,
             now.timestamp(),
-            max_requests=params.read(icp.get_param, params.STORM_REQUESTS),
-            max_minutes=params.read(icp.get_param, params.STORM_MINUTES),
+            max_requests=odoo_runtime.setting(self.env, params.STORM_REQUESTS),
+            max_minutes=odoo_runtime.setting(self.env, params.STORM_MINUTES),
             window_minutes=window,
             databases=self._databases_served(),
         )
@@ -250,8 +252,7 @@ class MemoryWorkerExit(models.Model):
     def _killing_crons(self):
         """``{ir.cron record: {"count", "cause", "reason"}}``: scheduled actions whose runs ended with their
         worker killed (time, CPU, memory, OOM, signal) within the storm window."""
-        icp = self.env["ir.config_parameter"].sudo()
-        window = params.read(icp.get_param, params.STORM_WINDOW)
+        window = odoo_runtime.setting(self.env, params.STORM_WINDOW)
         since = fields.Datetime.now() - timedelta(minutes=max(window, 24 * 60))
         rows = self.sudo().search_read(
             [("cron_id", "!=", False), ("cause", "in", lifecycle.KILLED), ("ended_at", ">=", since)],
@@ -346,7 +347,3 @@ def _release(directory, pid):
 def _cron_id(target):
     head = target.split(" ", 1)[0]
     return int(head[1:]) if head.startswith("#") and head[1:].isdigit() else False
-
-
-def _utc(timestamp):
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).replace(tzinfo=None)

@@ -14,7 +14,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
-from .. import compat, odoo_runtime
+from .. import odoo_runtime
 from ..core import params, sampler
 from ..core.units import MIB, naive_utc
 from ..models.memory_host import LOCK_NAMESPACE, lock_key

@@ -9,8 +9,9 @@ from odoo.exceptions import ValidationError
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
-from .. import compat
-from ..core import machine, params, rollup, sampler
+from .. import compat, odoo_runtime
+from ..core import machine, params, rollup
+from ..core.units import MIB
 from .test_endpoints import CALM, TOKEN
 
 #: Roll everything due up in one call (the scheduled action takes a few buckets at a time).
@@ -284,7 +285,7 @@ class TestSnapshotHistoryEndpoints(HistoryMixin, HttpCase):
         super().setUp()
         self.empty_history()
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, TOKEN)
-        self.startPatcher(patch.dict(config.options, {"limit_memory_soft": 64 * 1024 * sampler.MIB}))
+        self.startPatcher(patch.dict(config.options, {"limit_memory_soft": 64 * 1024 * MIB}))
         self.startPatcher(patch.object(machine, "read", return_value=CALM))
 
     def scrape(self):
@@ -302,7 +303,7 @@ class TestSnapshotHistoryEndpoints(HistoryMixin, HttpCase):
         return response.status_code, body["status"], body["problems"]
 
     def test_scrape_and_health_read_the_same_after_the_roll_up(self):
-        host, now = compat.host_name(), fields.Datetime.now()
+        host, now = odoo_runtime.host_name(), fields.Datetime.now()
         self.series(30, pids=(os.getpid(), 4), host=host)
         self.raw(now - timedelta(minutes=20), os.getpid(), 150.0, host=host, leak_suspect=True)
         for hours_ago in (2, 20, 29):

@@ -6,7 +6,7 @@ import psutil
 from odoo import fields
 from odoo.tests import TransactionCase, tagged
 
-from .. import compat
+from .. import odoo_runtime
 from ..core import lifecycle, sampler
 
 
@@ -18,7 +18,7 @@ class TestWorkerLifecycle(TransactionCase):
         now = fields.Datetime.now()
         return self.env["memory.worker.exit"].create(
             {
-                "host": compat.host_name(),
+                "host": odoo_runtime.host_name(),
                 "pid": 4242,
                 "kind": "http",
                 "cause": "soft_limit",

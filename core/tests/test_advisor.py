@@ -1,5 +1,3 @@
-import re
-
 from core import advisor, procmem
 from core.say import as_codes
 

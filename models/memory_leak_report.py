@@ -160,6 +160,7 @@ class MemoryLeakReport(models.AbstractModel):
         else:
             notes.append(self.env._("No worker snapshots (memory.snapshot is not installed)."))
         growth = self._growth_figures(now)
+        notes += self.env["memory.worker.exit"]._report_notes()
         return reports.build_report(
             self.env.cr.dbname,
             fields.Datetime.to_string(now),

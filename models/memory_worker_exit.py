@@ -274,6 +274,17 @@ class MemoryWorkerExit(models.Model):
         return result
 
     @api.model
+    def _report_notes(self):
+        """Lines for the leak report: this host's recycle storms and the scheduled actions killing their
+        worker, each with its likely cause and advice (never raises)."""
+        try:
+            notes = [storm["reason"] for _kind, storm in sorted(self._storms().items())]
+            return notes + [figures["reason"] for figures in self._killing_crons().values()]
+        except Exception:
+            _logger.exception("Memory leak report: cannot read the worker exits")
+            return []
+
+    @api.model
     def _exit_counts(self, host):
         """``{(cause, kind): count}`` of the recorded exits of ``host``."""
         groups = self.sudo()._read_group([("host", "=", host)], ["cause", "kind"], ["__count"])

@@ -56,6 +56,8 @@ class TestWorkerLifecycle(TransactionCase):
         self.assertIn("limit_memory_soft", storm["reason"])
         page = self.env["memory.diagnostics"].create({})
         self.assertIn("recycle storm: 3 http workers", page.lifecycle_alerts)
+        report = self.env["memory.leak.report"]._build()
+        self.assertTrue(any("recycle storm: 3 http workers" in note for note in report.notes), report.notes)
 
     def test_a_scheduled_action_killing_its_worker_is_flagged(self):
         cron = self.env.ref("memory_hygiene.ir_cron_memory_snapshot")

@@ -11,11 +11,11 @@ Log lines, Prometheus HELP texts and the health endpoint's JSON stay in
 English: they are read by machines and by whoever reads logs.
 """
 
-from .core.say import Say
+from .core.common.say import Say
 
 
 def report_say(env):
-    """``say(code, figures) -> str`` for :mod:`core.report`'s renderers, in ``env``'s language."""
+    """``say(code, figures) -> str`` for :mod:`core.reporting.report`'s renderers, in ``env``'s language."""
     sentences = {
         "cron": lambda f: env._('Scheduled action "%(name)s" (id %(id)s): %(reason)s', **f),
         "growth": lambda f: env._(
@@ -83,7 +83,7 @@ def report_say(env):
 
 def _sayer(sentences):
     """``say(code, figures)`` over ``sentences`` (``{code: figures -> str}``); a figure that is a
-    :class:`~core.say.Say` is said first."""
+    :class:`~core.common.say.Say` is said first."""
 
     def say(code, figures):
         return sentences[code](
@@ -95,7 +95,7 @@ def _sayer(sentences):
 
 
 def advisor_titles(env):
-    """``say(code, figures) -> str`` for the titles of :mod:`core.advisor`'s findings."""
+    """``say(code, figures) -> str`` for the titles of :mod:`core.diagnostics.advisor`'s findings."""
     return _sayer(
         {
             **_advisor_phrases(env),
@@ -170,7 +170,7 @@ def advisor_titles(env):
 
 
 def advisor_advice(env):
-    """``say(code, figures) -> str`` for the advice of :mod:`core.advisor`'s findings, a sentence each."""
+    """``say(code, figures) -> str`` for the advice of :mod:`core.diagnostics.advisor`'s findings, a sentence each."""
     return _sayer(
         {
             **_advisor_phrases(env),
@@ -292,13 +292,13 @@ def advisor_advice(env):
 
 
 def advisor_finding(env, finding):
-    """``(title, advice)`` of a :class:`core.advisor.Finding`, in ``env``'s language."""
+    """``(title, advice)`` of a :class:`core.diagnostics.advisor.Finding`, in ``env``'s language."""
     title, advice = advisor_titles(env), advisor_advice(env)
     return title(*finding.title), " ".join(advice(*say) for say in finding.advice)
 
 
 def _advisor_phrases(env):
-    """Phrases said inside the advisor's sentences (figures that are a :class:`~core.say.Say`)."""
+    """Phrases said inside the advisor's sentences (figures that are a :class:`~core.common.say.Say`)."""
     return {
         "cpus": lambda f: env._("1 CPU") if f["count"] == "1" else env._("%(count)s CPUs", **f),
         "cpus_source": lambda f: (
@@ -320,7 +320,7 @@ def _advisor_phrases(env):
 
 
 def signal_refusal(env, reason):
-    """Why a signal to another process was refused: the reason of :func:`core.signals.decide`."""
+    """Why a signal to another process was refused: the reason of :func:`core.diagnostics.signal_policy.decide`."""
     return _sayer(
         {
             "unknown_action": lambda f: env._("Unknown action '%(action)s': use one of %(actions)s.", **f),
@@ -362,7 +362,7 @@ def signal_refusal(env, reason):
 
 
 def verdict_reason(env, reason):
-    """Why a scheduled action has its leak verdict: the reason of :func:`core.verdict.leak_verdict`."""
+    """Why a scheduled action has its leak verdict: the reason of :func:`core.profiler.verdict.leak_verdict`."""
     return _sayer(
         {
             "too_few_runs": lambda f: env._("%(runs)s of %(window)s accounted runs", **f),
@@ -387,7 +387,7 @@ def verdict_reason(env, reason):
 
 
 def param_error(env, label, say):
-    """What to fix in the setting named ``label``: the ``say`` of a :class:`core.params.ParamError`."""
+    """What to fix in the setting named ``label``: the ``say`` of a :class:`core.common.params.ParamError`."""
     return _sayer(
         {
             "too_short": lambda f: env._(
@@ -414,7 +414,7 @@ def param_error(env, label, say):
 
 
 def postgres_note(env, note):
-    """One note on PostgreSQL's settings: a :class:`~core.say.Say` of :func:`core.pgpressure.notes`."""
+    """One note on PostgreSQL's settings: a :class:`~core.common.say.Say` of :func:`core.diagnostics.pgpressure.notes`."""
     return _sayer(
         {
             "memory": lambda f: env._("the memory (%(size)s)", **f),
@@ -440,7 +440,7 @@ def postgres_note(env, note):
 
 
 def tracer_said(env, said):
-    """What the Diagnostics tracer (:class:`core.heap.Tracer`) did or why it stopped, a sentence."""
+    """What the Diagnostics tracer (:class:`core.diagnostics.heap.Tracer`) did or why it stopped, a sentence."""
     return _sayer(
         {
             "already_tracing": lambda f: env._(

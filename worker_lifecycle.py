@@ -1,4 +1,4 @@
-"""The worker side and the master side of :mod:`core.lifecycle`, hooked into Odoo's prefork server.
+"""The worker side and the master side of :mod:`core.worker.lifecycle`, hooked into Odoo's prefork server.
 
 Odoo offers no hook where a worker ends or where the master reaps one: the
 only places where a dying worker still runs Python are methods of Odoo's
@@ -23,7 +23,8 @@ import time
 
 import psutil
 
-from .core import lifecycle, proctree
+from .core.process import tree
+from .core.worker import lifecycle
 
 _logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _worker_setup(worker):
     try:
         OWN.base = {
             "pid": OWN.pid,
-            "kind": proctree._TITLE_KINDS.get(type(worker).__name__, proctree.WORKER),
+            "kind": tree._TITLE_KINDS.get(type(worker).__name__, tree.WORKER),
             "started": psutil.Process().create_time(),
             "root_pid": os.getppid(),
         }

@@ -1,7 +1,7 @@
 """Which memory figure can charge a run with its own growth, and what reading it costs (issue 11).
 
 The accounting charges each run with the growth of the bytes in use in the C
-heap (glibc's ``mallinfo2()``) plus Python's blocks (``core/accounting.py``).
+heap (glibc's ``mallinfo2()``) plus Python's blocks (``core/profiler/accounting.py``).
 ``mallinfo2()`` walks the allocator's free lists, so it costs more the more
 fragmented the heap is. This script measures the cheaper figures the kernel
 gives next to it, on the case the verdict must get right: in one process, a

@@ -188,7 +188,7 @@ def generate(registry, args, steps):
     """Insert the snapshots of ``args.hosts`` x ``args.processes`` x ``steps``; the seconds it took."""
     from odoo import SUPERUSER_ID, api, fields
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
 
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -249,7 +249,7 @@ def report(args, rows, generated, chunks, rolled, before, after, tiers):  # noqa
     """Print the table of the run."""
     from odoo import release
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
 
     defaults = [params.PARAMS[key].default for key in params.HISTORY_RETENTIONS]
     print(

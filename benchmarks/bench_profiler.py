@@ -130,7 +130,7 @@ def make_cron(registry, count):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
 
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -193,7 +193,7 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
     from odoo.addons.memory_hygiene.tests import harness
 
     with registry.cursor() as cr:
@@ -330,10 +330,10 @@ TRACE_PARTS = (
 @contextlib.contextmanager
 def trace_parts_timed(parts):
     """Add the seconds spent in each of :data:`TRACE_PARTS` to ``parts[label]``."""
-    from odoo.addons.memory_hygiene.core import leakprof
+    from odoo.addons.memory_hygiene.core.profiler import leakprof
 
     start, stop, diff = TRACE_PARTS[0], TRACE_PARTS[-1], TRACE_PARTS[3]
-    cls, snapshot_cls = leakprof.LeakProfile, tracemalloc.Snapshot
+    cls, snapshot_cls = leakprof.ProfileSession, tracemalloc.Snapshot
     saved = [
         (cls, "start", cls.start),
         (cls, "stop", cls.stop),

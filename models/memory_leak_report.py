@@ -4,9 +4,10 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from .. import access, compat, messages, odoo_runtime
-from ..core import accounting, params
-from ..core import report as reports
-from ..core import verdict as verdicts
+from ..core.common import params
+from ..core.profiler import accounting
+from ..core.profiler import verdict as verdicts
+from ..core.reporting import report as reports
 
 _logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class MemoryLeakReport(models.AbstractModel):
     """The daily leak report: growing processes, leaking crons, workers near their limits.
 
     Figures are gathered here; findings, advice and rendering are
-    ``core/report.py``. Sent as an HTML mail and, when set, to a webhook.
+    ``core/reporting/report.py``. Sent as an HTML mail and, when set, to a webhook.
     """
 
     _name = "memory.leak.report"
@@ -203,7 +204,7 @@ class MemoryLeakReport(models.AbstractModel):
 
     @api.model
     def _top_of(self, run):
-        """The allocation sites of a traced ``run``, by rank (``core/report.py``'s ``top``)."""
+        """The allocation sites of a traced ``run``, by rank (``core/reporting/report.py``'s ``top``)."""
         return [
             {
                 "file": line.file,

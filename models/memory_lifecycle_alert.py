@@ -6,8 +6,8 @@ from odoo import api, fields, models
 from odoo.tools import html_escape
 
 from .. import access, compat, messages, odoo_runtime
-from ..core import params
-from ..core import report as reports
+from ..core.common import params
+from ..core.reporting import report as reports
 from . import memory_leak_report
 
 _logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import sql
 
-from ..core import rollup
+from ..core.snapshot import rollup
 from .memory_snapshot import KINDS, _wanted
 
 PERIODS = [("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")]
@@ -37,7 +37,7 @@ class MemorySnapshotHistory(models.Model):
     """The history of worker memory across tiers, each period from the coarsest tier that holds it.
 
     A view: the daily roll-ups before the first hourly one, the hourly roll-ups,
-    and the snapshots not rolled up yet (``core.rollup``). A graph of 30 days
+    and the snapshots not rolled up yet (``core.snapshot.rollup``). A graph of 30 days
     by host reads some thousand rows per process, whatever the sampling
     interval. A snapshot reads as a bucket of one sample.
     """

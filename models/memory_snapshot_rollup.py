@@ -5,7 +5,8 @@ from odoo import api, fields, models
 from odoo.tools import sql
 
 from .. import compat, odoo_runtime
-from ..core import params, rollup
+from ..core.common import params
+from ..core.snapshot import rollup
 from .memory_snapshot import KINDS
 
 _logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ _ROLL_DAYS = f"""
 
 
 class MemorySnapshotRollup(models.Model):
-    """Worker snapshots rolled up per process and hour, or per process and day (``core.rollup``).
+    """Worker snapshots rolled up per process and hour, or per process and day (``core.snapshot.rollup``).
 
     Written only by :meth:`_housekeep` (the sampling scheduled action and the
     autovacuum), in plain SQL: one ``INSERT ... SELECT`` per chunk of buckets.

@@ -8,8 +8,10 @@ import psutil
 from odoo import api, fields, models
 
 from .. import access, compat, odoo_runtime
-from ..core import lifecycle, params, procinfo, storms
-from ..core.units import MIB, naive_utc
+from ..core.common import params
+from ..core.common.units import MIB, naive_utc
+from ..core.process import reading
+from ..core.worker import lifecycle, storms
 
 _logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class MemoryWorkerExit(models.Model):
     """A worker of this server that went away: why (and the evidence of it), what it was doing.
 
     Collected by whoever looks (the sampling round, the Diagnostics page) from
-    the server's state directory (:mod:`core.lifecycle`), on the host of the
+    the server's state directory (:mod:`core.worker.lifecycle`), on the host of the
     server, into the database of the collector. The work of another database
     is stored unnamed unless server-wide powers are allowed.
     """
@@ -73,7 +75,7 @@ class MemoryWorkerExit(models.Model):
 
     def _compute_age(self):
         for record in self:
-            record.age = procinfo.age_text(record.age_seconds)
+            record.age = reading.age_text(record.age_seconds)
 
     @api.model
     def _collect(self):

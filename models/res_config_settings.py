@@ -4,10 +4,11 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access, messages
-from ..core import params, rollup
-from ..core import report as reports
+from ..core.common import params
+from ..core.reporting import report as reports
+from ..core.snapshot import rollup
 
-#: The setting that a retention check of core.rollup names, by its code.
+#: The setting that a retention check of core.snapshot.rollup names, by its code.
 ROLLUP_FIELDS = {
     "shorter_than_raw": "memory_snapshot_hour_days",
     "shorter_than_hours": "memory_snapshot_retention_days",

@@ -11,8 +11,8 @@ from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
 from .. import messages
-from ..core import params
-from ..core import report as core_report
+from ..core.common import params
+from ..core.reporting import report as core_report
 from ..models import memory_leak_report
 from .common import CronRunCase
 

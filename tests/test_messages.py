@@ -8,8 +8,8 @@ from babel.messages.pofile import read_po
 from odoo.tests import TransactionCase, tagged
 
 from .. import messages
-from ..core import advisor, pgpressure
-from ..core import report as core_report
+from ..core.diagnostics import advisor, pgpressure
+from ..core.reporting import report as core_report
 
 ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GiB = 1024**3

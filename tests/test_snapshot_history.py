@@ -10,8 +10,10 @@ from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
 from .. import compat, odoo_runtime
-from ..core import machine, params, rollup
-from ..core.units import MIB
+from ..core.common import params
+from ..core.common.units import MIB
+from ..core.host import machine
+from ..core.snapshot import rollup
 from .test_endpoints import CALM, TOKEN
 
 #: Roll everything due up in one call (the scheduled action takes a few buckets at a time).

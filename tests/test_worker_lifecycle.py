@@ -7,7 +7,8 @@ from odoo import fields
 from odoo.tests import TransactionCase, tagged
 
 from .. import odoo_runtime
-from ..core import lifecycle, sampler
+from ..core.snapshot import sampler
+from ..core.worker import lifecycle
 
 
 @tagged("post_install", "-at_install")

@@ -5,7 +5,7 @@ import tempfile
 import psutil
 import pytest
 
-from core import accounting
+from core.profiler import accounting
 
 MIB = accounting.MIB
 

@@ -1,6 +1,6 @@
 import os
 
-from core import lifecycle, storms
+from core.worker import lifecycle, storms
 
 
 def test_oom_kills_reads_cgroup_v2_memory_events(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
-from core import params
-from core.say import Say
+from core.common import params
+from core.common.say import Say
 
 
 def test_every_key_is_prefixed_and_declared_once():

@@ -3,8 +3,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from core import rollup
-from core.params import ParamError
+from core.common.params import ParamError
+from core.snapshot import rollup
 
 START = datetime(2026, 3, 1, 22, 0)
 

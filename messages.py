@@ -170,7 +170,10 @@ def advisor_titles(env):
 
 
 def advisor_advice(env):
-    """``say(code, figures) -> str`` for the advice of :mod:`core.diagnostics.advisor`'s findings, a sentence each."""
+    """``say(code, figures) -> str`` for the advice of the advisor's findings, a sentence each.
+
+    The findings are :mod:`core.diagnostics.advisor`'s.
+    """
     return _sayer(
         {
             **_advisor_phrases(env),
@@ -320,7 +323,10 @@ def _advisor_phrases(env):
 
 
 def signal_refusal(env, reason):
-    """Why a signal to another process was refused: the reason of :func:`core.diagnostics.signal_policy.decide`."""
+    """Why a signal to another process was refused.
+
+    The reason of :func:`core.diagnostics.signal_policy.decide`.
+    """
     return _sayer(
         {
             "unknown_action": lambda f: env._("Unknown action '%(action)s': use one of %(actions)s.", **f),
@@ -362,7 +368,10 @@ def signal_refusal(env, reason):
 
 
 def verdict_reason(env, reason):
-    """Why a scheduled action has its leak verdict: the reason of :func:`core.profiler.verdict.leak_verdict`."""
+    """Why a scheduled action has its leak verdict.
+
+    The reason of :func:`core.profiler.verdict.leak_verdict`.
+    """
     return _sayer(
         {
             "too_few_runs": lambda f: env._("%(runs)s of %(window)s accounted runs", **f),
@@ -414,7 +423,10 @@ def param_error(env, label, say):
 
 
 def postgres_note(env, note):
-    """One note on PostgreSQL's settings: a :class:`~core.common.say.Say` of :func:`core.diagnostics.pgpressure.notes`."""
+    """One note on PostgreSQL's settings.
+
+    A :class:`~core.common.say.Say` of :func:`core.diagnostics.pgpressure.notes`.
+    """
     return _sayer(
         {
             "memory": lambda f: env._("the memory (%(size)s)", **f),
@@ -440,7 +452,10 @@ def postgres_note(env, note):
 
 
 def tracer_said(env, said):
-    """What the Diagnostics tracer (:class:`core.diagnostics.heap.Tracer`) did or why it stopped, a sentence."""
+    """What the Diagnostics tracer did or why it stopped, a sentence.
+
+    The tracer is :class:`core.diagnostics.heap.Tracer`.
+    """
     return _sayer(
         {
             "already_tracing": lambda f: env._(

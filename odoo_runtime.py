@@ -4,9 +4,10 @@ What kind of server this process belongs to (``server_info``), its options
 (``server_options``, ``database_options``, ``server_logfile``, ``host_name``),
 the test runner (``in_test_mode``), the scheduled job under way (``job_info``,
 ``job_progress``, ``run_mode``, ``classify_batch_fault``), a cursor that
-commits apart (``independent_cursor``) and the registry's ormcaches
-(``ormcache_entries``, ``registry_roots``). What differs between the two
-series is in :mod:`compat`.
+commits apart (``independent_cursor``), the caches (``ormcache_entries``,
+``registry_roots``, ``record_cache_size``) and this addon's settings
+(``setting``, the one model-side reader). What differs between the two series
+is in :mod:`compat`.
 """
 
 import contextlib

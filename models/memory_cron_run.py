@@ -294,7 +294,7 @@ class MemoryCronRun(models.Model):
 
 
 def accounted_values(charge):
-    """The columns of :data:`ACCOUNTED_COLUMNS` from a run's accounting (``core.profiler.accounting.charge``)."""
+    """The columns of :data:`ACCOUNTED_COLUMNS` from a run's accounting (``accounting.charge``)."""
     if not charge:
         return {}
     heap = charge.get("heap_growth")

@@ -112,8 +112,8 @@ class TestSnapshotHistory(HistoryMixin, TransactionCase):
             ],
         )
         self.assertEqual(hours.mapped("process_kind"), ["cron"] * 3)
-        # The SQL roll-up gives what the pure one does.
-        pure = rollup.roll_up(
+        # The SQL roll-up gives what the Odoo-free one (core.snapshot.rollup) does.
+        odoo_free = rollup.roll_up(
             [
                 {
                     "date": d,
@@ -144,7 +144,7 @@ class TestSnapshotHistory(HistoryMixin, TransactionCase):
             "last_date",
         )
         self.assertEqual(
-            [tuple(h[f] for f in fields_) for h in hours], [tuple(b[f] for f in fields_) for b in pure]
+            [tuple(h[f] for f in fields_) for h in hours], [tuple(b[f] for f in fields_) for b in odoo_free]
         )
         # Full-resolution snapshots stay within their retention.
         self.assertEqual(self.env["memory.snapshot"].search_count([("host", "=", HOST)]), 5)

@@ -8,7 +8,7 @@
 #   --for run    PostgreSQL (installed, running, a SUPERUSER role for this
 #                user) and the virtualenv of each Odoo source given
 #   --for test   the same (default), plus Chromium (the browser tour), pandoc
-#                (the README check), a pure-tests virtualenv for each Python
+#                (the README check), an Odoo-free-tests virtualenv for each Python
 #                3.10 to 3.13 the machine has, the lint virtualenv and the
 #                pre-commit hook environments
 #   --odoo SRC   an Odoo source tree whose series gets a virtualenv, on the

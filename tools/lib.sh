@@ -497,5 +497,5 @@ mh_use_tool_venv() {
     export MH_TOOL_PY
 }
 
-# The Pythons the pure tests run on, where the machine has them.
+# The Pythons the Odoo-free tests (core/) run on, where the machine has them.
 MH_PURE_PYTHONS=(3.10 3.11 3.12 3.13)

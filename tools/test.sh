@@ -5,7 +5,7 @@
 #   tools/test.sh [--series 18.0]... [--no-lint] [--keep-db]
 #
 # Steps (each one counts once in the closing "N passed, N failed" line):
-#   pure tests   pytest over core/ (tests and doctests), no Odoo, no database,
+#   core tests   pytest over core/ (tests and doctests), no Odoo, no database,
 #                once on each Python 3.10 to 3.13 the machine has
 #   Odoo SERIES  for 18.0 and 19.0 (or the --series given), when the source is
 #                there, on the newest Python the series supports (18.0: 3.12,
@@ -105,13 +105,13 @@ run_step() {
 }
 
 # ---------------------------------------------------------------------------
-# a. pure tests
+# a. core tests (the Odoo-free layer)
 # ---------------------------------------------------------------------------
-step_pure() {
+step_core() {
     local py=$1 ver=$2 farm rc=0
     # core/ must import without Odoo: this venv has no odoo on sys.path.
     mh_use_tool_venv "pure-py$ver"
-    mh_log "pure tests with $MH_TOOL_PY"
+    mh_log "core tests (Odoo-free) with $MH_TOOL_PY"
 
     # The repository root is the addon, and its __init__.py imports odoo. pytest
     # imports the __init__.py of every package above a test file, so it must not
@@ -317,14 +317,14 @@ done
 mh_log "provisioning: tools/bootstrap.sh ${BOOTSTRAP_ARGS[*]}"
 bash "$MH_REPO/tools/bootstrap.sh" "${BOOTSTRAP_ARGS[@]}" || mh_die "tools/bootstrap.sh failed (above): nothing was tested"
 
-# The pure tests run on every supported Python the machine has.
+# The core tests (Odoo-free) run on every supported Python the machine has.
 for ver in "${MH_PURE_PYTHONS[@]}"; do
     if py="$(mh_find_python "$ver")"; then
-        run_step "pure tests (Python $(mh_python_version "$py"))" "core/" step_pure "$py" "$ver"
+        run_step "core tests (Python $(mh_python_version "$py"))" "core/" step_core "$py" "$ver"
     else
         echo
-        echo "SKIPPED pure tests on Python $ver: no python$ver on PATH or under pyenv's versions folder"
-        record SKIPPED "pure tests (Python $ver)" "not on this machine"
+        echo "SKIPPED core tests on Python $ver: no python$ver on PATH or under pyenv's versions folder"
+        record SKIPPED "core tests (Python $ver)" "not on this machine"
     fi
 done
 

@@ -85,7 +85,7 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class Finding:
-    """One finding: its level, a stable code, what is wrong and what to change (:class:`~core.common.say.Say`).
+    """One finding: its level, a stable code, what is wrong and what to change (:class:`Say`).
 
     ``advice`` is said as one paragraph, a sentence per :class:`~core.common.say.Say`;
     ``settings`` holds the ``{option: value}`` the advice sets (the same

@@ -282,12 +282,12 @@ class Tracer:
                 watchdog.start()
         if shared:
             return Say("shared_tracing", {"frames": tracemalloc.get_traceback_limit()})
-        limits = {"frames": frames}
+        bounds = {"frames": frames}
         if self.until:
-            limits["minutes"] = f"{max_seconds / 60:g}"
+            bounds["minutes"] = f"{max_seconds / 60:g}"
         if self.max_bytes:
-            limits["size"] = human_size(self.max_bytes)
-        return Say("started" + ("_until" if self.until else "") + ("_upto" if self.max_bytes else ""), limits)
+            bounds["size"] = human_size(self.max_bytes)
+        return Say("started" + ("_until" if self.until else "") + ("_upto" if self.max_bytes else ""), bounds)
 
     def over_limit(self, now=None, traced=None):
         """Why tracing must stop now (a :class:`~core.common.say.Say`), or ``None``.

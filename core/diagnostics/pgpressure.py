@@ -120,7 +120,7 @@ def connection_settings(settings):
 
 
 def notes(settings, active, ram_bytes, ram_source=None):
-    """What the settings and the live sessions say: :class:`~core.common.say.Say` values (the model makes sentences).
+    """What the settings and the live sessions say: :class:`Say` values (the model makes sentences).
 
     ``settings``: ``{name: (setting, unit)}``; ``active``: sessions of this
     database in state ``active``; ``ram_bytes``: the memory of the machine,

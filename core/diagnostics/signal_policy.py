@@ -1,4 +1,7 @@
-"""Which signal the diagnostics may send to which process, and why not.
+"""The signal policy: which signal the diagnostics may send to which process, and why not.
+
+Not the standard library's :mod:`signal`: :func:`decide` applies the rules below and
+:func:`send` sends only what a decision allowed.
 
 Diagnostics never send a signal anywhere but to a process of this Odoo server's
 own tree (:mod:`core.process.tree`), and only to Odoo processes in it: the master,

@@ -1,4 +1,9 @@
-"""How big this process is, measured the way Odoo measures it for its limits.
+"""What Odoo measures against its limits, the limits in force, and the budgets they leave.
+
+One of three modules about one process (:mod:`core.process`): :mod:`core.process.tree` says
+which processes the server has, :mod:`core.process.reading` reads their figures; this one
+measures a process the way Odoo does (``odoo_memory``, CPU time) and derives the limits and
+budgets (``memory_limits``, ``real_time_limit``, ``cron_budget``).
 
 Odoo's ``memory_info()`` (``odoo/service/server.py``) compares
 ``limit_memory_soft`` with the *virtual size* on Linux (RSS only on macOS), and

@@ -1,4 +1,7 @@
-"""One process of the server as the diagnostics page lists it.
+"""A process's figures read with psutil, in one place (:func:`read_figures`).
+
+The snapshots (:func:`core.snapshot.sampler.sample`, in MiB) and the diagnostics page
+(:func:`describe`, in bytes with the share of the soft limit) both read them here.
 
 RSS is what the OOM killer and the RAM see; the virtual size is what Odoo
 compares with ``limit_memory_soft`` (:mod:`core.process.limits`); USS is what the host

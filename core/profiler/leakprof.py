@@ -1,5 +1,8 @@
 """What one run of a job leaves behind in memory: the memory-leak article's tracemalloc recipe.
 
+A :class:`ProfileSession` is one traced run: started before the job, closed after it,
+its :class:`ProfileResult` stored by the ORM layer (``memory.cron.run``).
+
 The article's manual diagnosis, made a function: start tracemalloc if it is
 not tracing, snapshot, run the job, ``gc.collect()``, snapshot again, and
 compare the two by line, with tracemalloc's own, importlib's and the

@@ -46,7 +46,7 @@ STATES = (UNKNOWN, HEALTHY, SUSPECT, LEAKING)
 
 @dataclass(frozen=True)
 class Verdict:
-    """A state of :data:`STATES` and why: a :class:`~core.common.say.Say` whose ``figures`` figure is one too."""
+    """A state of :data:`STATES` and why: a :class:`Say` whose ``figures`` figure is one too."""
 
     state: str
     reason: Say

@@ -2,7 +2,7 @@
 
 Sizes are MiB floats (an integer column overflows at 2 GiB). ``odoo_mb`` is
 the figure Odoo compares with its memory limits: the virtual size on Linux
-(RSS on macOS, see :mod:`procmem`), so ``soft_limit_pct`` says how close a
+(RSS on macOS, see :mod:`core.process.limits`), so ``soft_limit_pct`` says how close a
 worker is to being recycled while ``rss_mb`` says what the OOM killer sees.
 
 The ORM layer adds what only Odoo knows (record cache, ormcache, requests
@@ -63,7 +63,7 @@ def sample_helpers(root_pid, mode):
 
     Helpers are the programs Odoo processes started (``wkhtmltopdf``, ``node``,
     ``pg_dump``...): their memory is on the host, but Odoo's limits do not
-    apply to them (:mod:`proctree`). Those that end while read are left out.
+    apply to them (:mod:`core.process.tree`). Those that end while read are left out.
     """
     found = []
     for process, kind, owner in tree.walk(root_pid, mode):

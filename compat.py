@@ -64,7 +64,7 @@ def ormcache_stats(registry, with_size=False):
     """What ``SIGUSR1`` logs for ``registry``'s database, as data: ``(rows, usage)``.
 
     ``rows``: one dict per ``@ormcache`` method with counters (see
-    ``core.cachestats.format_ormcache``); ``usage``: ``(cache name, entries,
+    ``core.diagnostics.cachestats.format_ormcache``); ``usage``: ``(cache name, entries,
     capacity, bytes)`` per LRU. 18.0 counts per (model, method) in
     ``odoo.tools.cache.STAT``; 19.0 per method in ``_COUNTERS``, adds
     per-transaction counters, and can size the entries (what ``SIGUSR2`` logs;

@@ -4,9 +4,10 @@ What kind of server this process belongs to (``server_info``), its options
 (``server_options``, ``database_options``, ``server_logfile``, ``host_name``),
 the test runner (``in_test_mode``), the scheduled job under way (``job_info``,
 ``job_progress``, ``run_mode``, ``classify_batch_fault``), a cursor that
-commits apart (``independent_cursor``) and the registry's ormcaches
-(``ormcache_entries``, ``registry_roots``). What differs between the two
-series is in :mod:`compat`.
+commits apart (``independent_cursor``), the caches (``ormcache_entries``,
+``registry_roots``, ``record_cache_size``) and this addon's settings
+(``setting``, the one model-side reader). What differs between the two series
+is in :mod:`compat`.
 """
 
 import contextlib
@@ -26,7 +27,9 @@ import odoo
 from odoo.tools import config
 
 from . import compat
-from .core import batching, params, procmem
+from .core.batch import batching
+from .core.common import params
+from .core.process import limits
 
 _logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def job_progress(env, cron):
 
 
 def run_mode(manual=False):
-    """Where a scheduled run executes, for its real-time limit (see ``core.procmem.real_time_limit``).
+    """Where a scheduled run executes, for its real-time limit (see ``core.process.limits.real_time_limit``).
 
     A request (18.0's Run Manually; 19.0's runs the job in the request too) has
     ``limit_time_real``; a prefork cron worker, a threaded cron thread (and
@@ -68,8 +71,8 @@ def run_mode(manual=False):
     from odoo.http import request
 
     if manual or request:
-        return procmem.HTTP
-    return procmem.PREFORK_CRON if server_info()["mode"] == "prefork" else procmem.THREADED_CRON
+        return limits.HTTP
+    return limits.PREFORK_CRON if server_info()["mode"] == "prefork" else limits.THREADED_CRON
 
 
 def job_info(cr, cron_id):
@@ -117,7 +120,7 @@ _FATAL = (
 
 
 def classify_batch_fault(exc):
-    """Kind of fault of an exception raised by a batch (``core.batching.FAULT_*``)."""
+    """Kind of fault of an exception raised by a batch (``core.batch.batching.FAULT_*``)."""
     if isinstance(exc, MemoryError):
         return batching.FAULT_MEMORY
     if isinstance(exc, _CONFLICTS):
@@ -283,7 +286,7 @@ def record_cache_size(env):
 
 
 def setting(env, key):
-    """This addon's setting ``key`` (a :mod:`core.params` key), parsed and checked by ``params.read``.
+    """This addon's setting ``key`` (a :mod:`core.common.params` key), parsed and checked by ``params.read``.
 
     The one reader of the addon's settings on the model side. Read under sudo
     (the addon's own settings, for whichever user's code is observed or asks:

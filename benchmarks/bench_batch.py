@@ -56,7 +56,6 @@ import gc
 import json
 import os
 import runpy
-import shutil
 import statistics
 import subprocess
 import sys
@@ -65,9 +64,11 @@ import threading
 import time
 from pathlib import Path
 
+from addons_farm import addons_path  # next to this script: python benchmarks/<script>.py
+
 MODEL = "test.memory.batch.record"
 DOMAIN = [("state", "=", "todo")]
-ADDON_DIR = Path(__file__).resolve().parent.parent
+
 MIB = 1024 * 1024
 
 STRATEGIES = {
@@ -486,30 +487,6 @@ def odoo_options(args, log_level):
     return options
 
 
-@contextlib.contextmanager
-def addons_path(args):
-    """``--addons-path`` for Odoo: the series' addons, this addon under its own name, the test addons.
-
-    Odoo finds an addon by its folder name; a checkout whose folder is not
-    ``memory_hygiene`` gets a temporary link of that name.
-    """
-    farm = None
-    if ADDON_DIR.name == "memory_hygiene":
-        own = str(ADDON_DIR.parent)
-    else:
-        farm = tempfile.mkdtemp(prefix="bench_batch_addons_")
-        os.symlink(ADDON_DIR, Path(farm) / "memory_hygiene")
-        own = farm
-    paths = [f"{args.odoo}/addons", f"{args.odoo}/odoo/addons", own, str(ADDON_DIR / "test_addons")]
-    if args.extra_addons_path:
-        paths.append(args.extra_addons_path)
-    try:
-        yield ",".join(paths)
-    finally:
-        if farm:
-            shutil.rmtree(farm, ignore_errors=True)
-
-
 def create_database(args, major):
     command = [
         sys.executable,
@@ -812,7 +789,7 @@ def main(argv=None):
 
     major, series = odoo_release(args.odoo)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
-    with addons_path(args) as path:
+    with addons_path(args.odoo, args.extra_addons_path) as path:
         args.addons_path = path
         if args.create:
             create_database(args, major)

@@ -31,17 +31,16 @@ target is printed as FAIL.
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 
-ADDON_DIR = Path(__file__).resolve().parent.parent
+from addons_farm import addons_path  # next to this script: python benchmarks/<script>.py
+
 MODEL = "test.memory.batch.record"
 TABLE = "test_memory_batch_record"
 TARGET_DEFAULT = 1.02
@@ -60,24 +59,6 @@ MODES = (
     (TRACED_10, 10, False, False),
     (BARE, None, True, True),
 )
-
-
-@contextlib.contextmanager
-def addons_path(odoo_src):
-    """The series' addons, this addon under its own folder name, and the test addons."""
-    farm = None
-    if ADDON_DIR.name == "memory_hygiene":
-        own = str(ADDON_DIR.parent)
-    else:
-        farm = tempfile.mkdtemp(prefix="bench_profiler_addons_")
-        os.symlink(ADDON_DIR, Path(farm) / "memory_hygiene")
-        own = farm
-    try:
-        yield ",".join([f"{odoo_src}/addons", f"{odoo_src}/odoo/addons", own, str(ADDON_DIR / "test_addons")])
-    finally:
-        if farm:
-            os.unlink(Path(farm) / "memory_hygiene")
-            os.rmdir(farm)
 
 
 def create_database(args, paths):
@@ -118,7 +99,7 @@ def make_cron(registry, count):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
 
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -177,7 +158,7 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False):
     from odoo import api
     from odoo.api import SUPERUSER_ID
 
-    from odoo.addons.memory_hygiene.core import params
+    from odoo.addons.memory_hygiene.core.common import params
     from odoo.addons.memory_hygiene.tests import harness
 
     with registry.cursor() as cr:

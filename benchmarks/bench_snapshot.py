@@ -136,7 +136,7 @@ def main():
 
     from odoo import release
 
-    from odoo.addons.memory_hygiene.core import sampler
+    from odoo.addons.memory_hygiene.core.snapshot import sampler
     from odoo.addons.memory_hygiene.models import memory_snapshot
     from odoo.addons.memory_hygiene.tests import harness
 

@@ -7,7 +7,10 @@ from odoo.http import request
 from odoo.tools import config
 
 from .. import access, odoo_runtime
-from ..core import health, machine, metrics, params, procmem, sampler
+from ..core.common import params
+from ..core.host import health, machine, metrics
+from ..core.process import limits
+from ..core.snapshot import sampler
 
 
 class MemoryHygieneController(http.Controller):
@@ -123,7 +126,7 @@ def _forbidden():
 def _live_processes():
     """Figures, with limits, of every Odoo process of this host, read now."""
     info = odoo_runtime.server_info()
-    options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
+    options = {option: config.get(option) for option in limits.LIMIT_OPTIONS}
     found = sampler.sample_tree(
         info["root_pid"], info["mode"], uss=odoo_runtime.setting(request.env, params.SNAPSHOT_USS)
     )

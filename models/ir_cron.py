@@ -10,9 +10,11 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access, compat, odoo_runtime
-from ..core import accounting, batching, leakprof, params
-from ..core import verdict as verdicts
-from ..core.units import MIB
+from ..core.batch import batching
+from ..core.common import params
+from ..core.common.units import MIB
+from ..core.profiler import accounting, leakprof
+from ..core.profiler import verdict as verdicts
 from . import memory_cron_run
 
 _logger = logging.getLogger(__name__)
@@ -309,7 +311,7 @@ class IrCron(models.Model):
         profile = None
         if plan["trace"]:
             try:
-                profile = leakprof.LeakProfile(
+                profile = leakprof.ProfileSession(
                     plan["frames"],
                     plan["top_n"],
                     OWN_PATTERNS,

@@ -5,7 +5,7 @@ from odoo import models
 from odoo.http import request
 
 from .. import odoo_runtime
-from ..core import params
+from ..core.common import params
 from . import memory_snapshot
 
 _logger = logging.getLogger(__name__)

@@ -9,8 +9,7 @@ from odoo.exceptions import UserError
 from odoo.tools import config
 
 from .. import compat, odoo_runtime
-from ..core import params, procmem
-from ..core.batching import (
+from ..core.batch.batching import (
     RUNNING_JOB,
     STOP_DONE,
     Budget,
@@ -18,8 +17,10 @@ from ..core.batching import (
     SystematicFailure,
     is_batch_size,
 )
-from ..core.throttle import Throttle
-from ..core.units import MIB
+from ..core.common import params
+from ..core.common.throttle import Throttle
+from ..core.common.units import MIB
+from ..core.process import limits
 
 _logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class MemoryBatchMixin(models.AbstractModel):
         (``"conflict"``) and leaves it for the next run; a lost connection or a
         cancelled query is raised. When 5 records of a batch in a row fail alone
         with the batch's exception type and none succeeds, the run fails
-        (:class:`~odoo.addons.memory_hygiene.core.batching.SystematicFailure`),
+        (:class:`~odoo.addons.memory_hygiene.core.batch.batching.SystematicFailure`),
         so that Odoo counts a failure of the scheduled action.
 
         :returns: dict with ``processed``, ``failed_ids``, ``batches``,
@@ -259,14 +260,14 @@ class MemoryBatchMixin(models.AbstractModel):
     @api.model
     def _batch_budget(self, job, cron, max_seconds, memory_limit_mb, key=None):
         """What this call may spend: the caller's budgets, else those of the run's process and mode."""
-        hard = procmem.address_space_limit_mb()
+        hard = limits.address_space_limit_mb()
         budget = Budget(
             max_seconds=max_seconds,
             memory_limit_mb=memory_limit_mb,
-            memory_fn=procmem.odoo_memory,
+            memory_fn=limits.odoo_memory,
             hard_limit_mb=hard,
-            cpu_fn=procmem.cpu_time,
-            cpu_left_fn=procmem.cpu_seconds_left,
+            cpu_fn=limits.cpu_time,
+            cpu_left_fn=limits.cpu_seconds_left,
         )
         if not cron:
             return budget.start()
@@ -295,11 +296,11 @@ class MemoryBatchMixin(models.AbstractModel):
         return budget
 
     @api.model
-    def _batch_cron_defaults(self, max_seconds, memory_limit_mb, mode=procmem.PREFORK_CRON):
+    def _batch_cron_defaults(self, max_seconds, memory_limit_mb, mode=limits.PREFORK_CRON):
         """Fill the budgets the caller left open from the server's limits."""
         memory_share = odoo_runtime.setting(self.env, params.BATCH_MEMORY_SHARE)
         time_share = odoo_runtime.setting(self.env, params.BATCH_TIME_SHARE)
-        default_seconds, default_mb = procmem.cron_budget(
+        default_seconds, default_mb = limits.cron_budget(
             config, memory_share=memory_share, time_share=time_share, mode=mode
         )
         return (
@@ -438,5 +439,5 @@ class _BatchRun:
                 handed,
                 remaining,
                 handed / elapsed,
-                procmem.rss() / MIB,
+                limits.rss() / MIB,
             )

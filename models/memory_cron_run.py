@@ -4,8 +4,8 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from .. import access, compat, odoo_runtime
-from ..core import params
-from ..core.units import MIB
+from ..core.common import params
+from ..core.common.units import MIB
 
 #: Columns of an accounted run, in the order of :meth:`MemoryCronRun._insert_accounted`.
 ACCOUNTED_COLUMNS = (
@@ -153,9 +153,9 @@ class MemoryCronRun(models.Model):
     def _record(
         self, cron_id, result, *, state="ok", error=None, record_cache_size=0, charge=None, auto=False
     ):
-        """Store a traced run: a :class:`core.leakprof.ProfileResult` of ``cron_id``.
+        """Store a traced run: a :class:`core.profiler.leakprof.ProfileResult` of ``cron_id``.
 
-        :param charge: the run's accounting (``core.accounting.charge``), or None.
+        :param charge: the run's accounting (``core.profiler.accounting.charge``), or None.
         """
         top = result.top
         charge = charge or {}
@@ -299,7 +299,7 @@ class MemoryCronRun(models.Model):
 
 
 def accounted_values(charge):
-    """The columns of :data:`ACCOUNTED_COLUMNS` from a run's accounting (``core.accounting.charge``)."""
+    """The columns of :data:`ACCOUNTED_COLUMNS` from a run's accounting (``accounting.charge``)."""
     if not charge:
         return {}
     heap = charge.get("heap_growth")

@@ -9,21 +9,11 @@ from odoo.exceptions import UserError
 from odoo.service import db as db_service
 
 from .. import access, compat, odoo_runtime
-from ..core import (
-    advisor,
-    cachestats,
-    heap,
-    machine,
-    params,
-    pgpressure,
-    procinfo,
-    procmem,
-    proctree,
-    scope,
-    stacks,
-    units,
-)
-from ..core.units import MIB, naive_utc
+from ..core.common import params, units
+from ..core.common.units import MIB, naive_utc
+from ..core.diagnostics import advisor, cachestats, heap, pgpressure, scope, stack_dumps
+from ..core.host import machine
+from ..core.process import limits, reading, tree
 
 _logger = logging.getLogger(__name__)
 
@@ -123,7 +113,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         access.check_admin(self.env)
 
     # ------------------------------------------------------------------
-    # Server-wide powers: the server's operator's (core/scope.py)
+    # Server-wide powers: the server's operator's (core/diagnostics/scope.py)
     # ------------------------------------------------------------------
     @api.model
     def _server_wide_scope(self):
@@ -203,7 +193,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         for page in self:
             info = odoo_runtime.server_info()
             options = odoo_runtime.server_options()
-            soft, hard = procmem.memory_limits(advisor.with_defaults(options), proctree.HTTP)
+            soft, hard = limits.memory_limits(advisor.with_defaults(options), tree.HTTP)
             found = machine.read()
             page.write(
                 {
@@ -211,7 +201,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                     "server_mode": info["mode"],
                     "root_pid": info["root_pid"],
                     "worker_pid": os.getpid(),
-                    "worker_kind": proctree.own_kind(info["mode"], info["root_pid"]),
+                    "worker_kind": tree.own_kind(info["mode"], info["root_pid"]),
                     "cpu_count": found.cpus.value,
                     "ram_mb": (found.memory.value or 0) / MIB,
                     "cpu_text": str(found.cpus),
@@ -231,17 +221,17 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
     def _refresh_processes(self, info, options):
         self.process_ids.unlink()
         warn_share = odoo_runtime.setting(self.env, params.WARN_SHARE)
-        worker = proctree.current_worker()
+        worker = tree.current_worker()
         figures = []
-        for proc, kind, owner in proctree.walk(info["root_pid"], info["mode"]):
-            soft, _hard = procmem.memory_limits(advisor.with_defaults(options), kind)
+        for proc, kind, owner in tree.walk(info["root_pid"], info["mode"]):
+            soft, _hard = limits.memory_limits(advisor.with_defaults(options), kind)
             # Helpers (wkhtmltopdf, node...) are not held to Odoo's limits: no share of them.
-            compared = kind not in (proctree.MASTER, proctree.HELPER)
-            described = procinfo.describe(proc, kind, soft_limit=soft if compared else 0)
+            compared = kind not in (tree.MASTER, tree.HELPER)
+            described = reading.describe(proc, kind, soft_limit=soft if compared else 0)
             if described:
-                if kind == proctree.HELPER:
+                if kind == tree.HELPER:
                     described["owner_pid"] = owner
-                    described["name"] = procinfo.command(proc)
+                    described["name"] = reading.command(proc)
                 if proc.pid == os.getpid() and worker is not None:
                     described["requests"] = str(worker.request_count)
                 figures.append(described)
@@ -287,14 +277,14 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
                 fig["requests"] = self.env._(
                     "%(count)s (snapshot %(age)s ago)",
                     count=row["requests_count"],
-                    age=procinfo.age_text((now - row["date"]).total_seconds()),
+                    age=reading.age_text((now - row["date"]).total_seconds()),
                 )
 
     def _refresh_findings(self, options, figures, found, settings):
         self.finding_ids.unlink()
         live = {}
         for fig in figures:
-            if fig["kind"] != proctree.HELPER:
+            if fig["kind"] != tree.HELPER:
                 live.setdefault(fig["kind"], []).append((fig["rss"], fig["vms"]))
         findings = advisor.advise(
             options,
@@ -395,7 +385,7 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
         """Put ``text`` in the page under ``title`` and log it: what the signal would have logged."""
         self.ensure_one()
         info = odoo_runtime.server_info()
-        kind = proctree.own_kind(info["mode"], info["root_pid"])
+        kind = tree.own_kind(info["mode"], info["root_pid"])
         heading = self.env._(
             "%(title)s, pid %(pid)s (%(kind)s) on %(host)s",
             title=title,
@@ -408,8 +398,8 @@ class MemoryDiagnostics(models.TransientModel):  # pylint: disable=no-wizard-in-
 
     def action_dump_stacks(self):
         self._check_admin()
-        greenlets = stacks.live_greenlets() if odoo_runtime.evented() else ()
-        text = stacks.dump(sys._current_frames(), greenlets=greenlets)
+        greenlets = stack_dumps.live_greenlets() if odoo_runtime.evented() else ()
+        text = stack_dumps.dump(sys._current_frames(), greenlets=greenlets)
         # A threaded or gevent process also serves other databases: their threads stay hidden unless
         # the server's operator allowed server-wide actions; URLs lose query strings and tokens.
         shown = scope.redact_stack_dump(text, self.env.cr.dbname, self._server_wide_scope().allowed)

@@ -1,6 +1,6 @@
 from odoo import fields, models
 
-from ..core import advisor
+from ..core.diagnostics import advisor
 
 
 class MemoryDiagnosticsFinding(models.TransientModel):  # pylint: disable=no-wizard-in-models

@@ -3,7 +3,7 @@ import logging
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from ..core import pgpressure
+from ..core.diagnostics import pgpressure
 
 _logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from odoo import fields, models
 from odoo.exceptions import UserError
 
 from .. import odoo_runtime
-from ..core import procinfo, proctree, scope, signals, stacks
-from ..core.units import MIB, naive_utc
+from ..core.common.units import MIB, naive_utc
+from ..core.diagnostics import scope, signal_policy, stack_dumps
+from ..core.process import reading, tree
 
 _logger = logging.getLogger(__name__)
 
@@ -17,8 +18,8 @@ _logger = logging.getLogger(__name__)
 # (logger, first line, seconds to wait): a loaded host can take a while to
 # schedule the signalled process; past the wait the page says where to look.
 _ANSWERS = {
-    signals.STACKS: ("odoo.tools.misc", "# Thread:", 15.0),
-    signals.ORM_STATS: ("odoo.tools.cache", "Caches stats:", 30.0),
+    signal_policy.STACKS: ("odoo.tools.misc", "# Thread:", 15.0),
+    signal_policy.ORM_STATS: ("odoo.tools.cache", "Caches stats:", 30.0),
 }
 
 
@@ -38,14 +39,14 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     pid = fields.Integer(readonly=True)
     kind = fields.Selection(
         [
-            (proctree.MASTER, "Master"),
-            (proctree.HTTP, "HTTP"),
-            (proctree.CRON, "Cron"),
-            (proctree.GEVENT, "Gevent"),
-            (proctree.THREADED, "Threaded"),
-            (proctree.WORKER, "Worker"),
-            (proctree.OTHER, "Other"),
-            (proctree.HELPER, "Helper"),
+            (tree.MASTER, "Master"),
+            (tree.HTTP, "HTTP"),
+            (tree.CRON, "Cron"),
+            (tree.GEVENT, "Gevent"),
+            (tree.THREADED, "Threaded"),
+            (tree.WORKER, "Worker"),
+            (tree.OTHER, "Other"),
+            (tree.HELPER, "Helper"),
         ],
         readonly=True,
     )
@@ -97,7 +98,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     )
 
     def _values_from(self, page, fig, warn_share):
-        order = {kind: index for index, kind in enumerate(proctree.KINDS)}
+        order = {kind: index for index, kind in enumerate(tree.KINDS)}
         uss = fig.get("uss")
         return {
             "diagnostics_id": page.id,
@@ -115,7 +116,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             "cpu_seconds": fig["cpu_seconds"],
             "started_at": naive_utc(fig["started"]),
             "create_time": fig["started"],
-            "age": procinfo.age_text(fig["age"]),
+            "age": reading.age_text(fig["age"]),
             "requests": fig.get("requests") or False,
             "tracing": fig.get("tracing") or False,
             "owner_pid": fig.get("owner_pid") or False,
@@ -126,13 +127,13 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
     # Actions on another process: each one checked by the signal policy
     # ------------------------------------------------------------------
     def action_signal_stacks(self):
-        return self._signal(signals.STACKS)
+        return self._signal(signal_policy.STACKS)
 
     def action_signal_orm_stats(self):
-        return self._signal(signals.ORM_STATS)
+        return self._signal(signal_policy.ORM_STATS)
 
     def action_recycle(self):
-        return self._signal(signals.RECYCLE)
+        return self._signal(signal_policy.RECYCLE)
 
     def _signal(self, action):
         self._check_admin()
@@ -152,7 +153,9 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         result = page._check_server_wide()  # another process: shared by every database of the server
         info = odoo_runtime.server_info()
         # create_time: the process shown, not whichever took its pid since (0 refuses any).
-        decision = signals.decide(self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0)
+        decision = signal_policy.decide(
+            self.pid, action, info["root_pid"], info["mode"], self.create_time or 0.0
+        )
         if not decision.allowed:
             raise UserError(decision.reason)
         logfile = odoo_runtime.server_logfile()
@@ -167,7 +170,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         )
         # The policy accepted it: an Odoo process of this server's own tree, the one the page showed.
         try:
-            signals.send(decision)
+            signal_policy.send(decision)
         except ProcessLookupError as exc:
             raise UserError(
                 self.env._(
@@ -175,7 +178,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
                     pid=self.pid,
                 )
             ) from exc
-        if action == signals.RECYCLE:
+        if action == signal_policy.RECYCLE:
             text = self.env._(
                 "%(signal)s sent to pid %(pid)s (%(kind)s): it stops after its current request and the master"
                 " starts a fresh %(kind)s process. Refresh to see the new pid.",
@@ -187,10 +190,10 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
             return
         answer = self._wait_for_answer(logfile, offset, action) if logfile else None
         titles = {
-            signals.STACKS: self.env._(
+            signal_policy.STACKS: self.env._(
                 "Thread stacks of pid %(pid)s (%(kind)s)", pid=decision.pid, kind=decision.kind
             ),
-            signals.ORM_STATS: self.env._(
+            signal_policy.ORM_STATS: self.env._(
                 "ORM cache statistics of pid %(pid)s (%(kind)s)", pid=decision.pid, kind=decision.kind
             ),
         }
@@ -215,9 +218,9 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         page.write({"output_title": titles[action], "output": text})
 
     def _redact_answer(self, action, answer, show_other_databases):
-        """What the page may show of another process's answer (``core.scope``)."""
+        """What the page may show of another process's answer (``core.diagnostics.scope``)."""
         dbname = self.env.cr.dbname
-        if action == signals.STACKS:
+        if action == signal_policy.STACKS:
             return scope.redact_stack_dump(answer, dbname, show_other_databases)
         text, skipped = scope.keep_database_section(answer, dbname)
         if skipped:
@@ -231,7 +234,7 @@ class MemoryDiagnosticsProcess(models.TransientModel):  # pylint: disable=no-wiz
         logger, marker, timeout = _ANSWERS[action]
         deadline = time.monotonic() + timeout
         while True:
-            found = stacks.find_record(_read_from(logfile, offset), self.pid, logger, marker)
+            found = stack_dumps.find_record(_read_from(logfile, offset), self.pid, logger, marker)
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)

@@ -5,7 +5,7 @@ from odoo import api, fields, models
 from odoo.tools import sql
 
 from .. import odoo_runtime
-from ..core import params
+from ..core.common import params
 
 #: A host that has sent nothing for this many sampling intervals is gone.
 GONE_AFTER_INTERVALS = 3

@@ -4,9 +4,10 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from .. import access, compat, odoo_runtime
-from ..core import accounting, params
-from ..core import report as reports
-from ..core import verdict as verdicts
+from ..core.common import params
+from ..core.profiler import accounting
+from ..core.profiler import verdict as verdicts
+from ..core.reporting import report as reports
 
 _logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class MemoryLeakReport(models.AbstractModel):
     """The daily leak report: growing processes, leaking crons, workers near their limits.
 
     Figures are gathered here; findings, advice and rendering are
-    ``core/report.py``. Sent as an HTML mail and, when set, to a webhook.
+    ``core/reporting/report.py``. Sent as an HTML mail and, when set, to a webhook.
     """
 
     _name = "memory.leak.report"

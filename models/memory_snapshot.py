@@ -10,19 +10,22 @@ from odoo.modules.registry import Registry
 from odoo.tools import config, sql
 
 from .. import access, compat, odoo_runtime
-from ..core import heap, params, procmem, proctree, sampler, throttle, trends
-from ..core.units import naive_utc
+from ..core.common import params, throttle
+from ..core.common.units import naive_utc
+from ..core.diagnostics import heap
+from ..core.process import limits, tree
+from ..core.snapshot import sampler, trends
 
 _logger = logging.getLogger(__name__)
 
 KINDS = [
-    (proctree.MASTER, "Master"),
-    (proctree.HTTP, "HTTP worker"),
-    (proctree.CRON, "Cron worker"),
-    (proctree.GEVENT, "Gevent (websocket)"),
-    (proctree.THREADED, "Threaded server"),
-    (proctree.WORKER, "Worker"),
-    (proctree.OTHER, "Other (shell, script)"),
+    (tree.MASTER, "Master"),
+    (tree.HTTP, "HTTP worker"),
+    (tree.CRON, "Cron worker"),
+    (tree.GEVENT, "Gevent (websocket)"),
+    (tree.THREADED, "Threaded server"),
+    (tree.WORKER, "Worker"),
+    (tree.OTHER, "Other (shell, script)"),
 ]
 TRIGGERS = [
     ("schedule", "Scheduled"),
@@ -122,7 +125,7 @@ class MemorySnapshot(models.Model):
         for snapshot in self:
             rows = json.loads(snapshot.top_types) if snapshot.top_types else []
             snapshot.top_types_display = "\n".join(
-                f"{size / procmem.MIB:10.1f} MiB {count:10d}  {name}" for name, count, size in rows
+                f"{size / limits.MIB:10.1f} MiB {count:10d}  {name}" for name, count, size in rows
             )
 
     def _compute_above_warn(self):
@@ -193,7 +196,7 @@ class MemorySnapshot(models.Model):
         for figures in found:
             if figures["pid"] == own:
                 figures.update(self._own_figures(top_types=top_types))
-        root_kind = proctree.MASTER if info["mode"] == "prefork" else proctree.own_kind(info["mode"])
+        root_kind = tree.MASTER if info["mode"] == "prefork" else tree.own_kind(info["mode"])
         return self._record(trigger, found, round_key=uuid.uuid4().hex, root_kind=root_kind)
 
     @api.model
@@ -201,15 +204,15 @@ class MemorySnapshot(models.Model):
         """Sample the current process alone (an HTTP worker after a request, the profiler)."""
         info = odoo_runtime.server_info()
         figures = sampler.sample(
-            procmem.this_process(), uss=odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
+            limits.this_process(), uss=odoo_runtime.setting(self.env, params.SNAPSHOT_USS)
         )
-        figures["kind"] = proctree.own_kind(info["mode"], info["root_pid"])
+        figures["kind"] = tree.own_kind(info["mode"], info["root_pid"])
         figures.update(self._own_figures(top_types=top_types), **(extra or {}))
         return self._record(trigger, [figures])
 
     def _own_figures(self, top_types=False):
         """What only Odoo knows, for the process this code runs in."""
-        worker = proctree.current_worker()
+        worker = tree.current_worker()
         figures = {
             "record_cache_size": odoo_runtime.record_cache_size(self.env),
             "ormcache_entries": odoo_runtime.ormcache_entries(self.env.registry),
@@ -220,11 +223,11 @@ class MemorySnapshot(models.Model):
             figures["top_types"] = json.dumps(heap.top_types(limit=20), separators=(",", ":"))
         return figures
 
-    def _record(self, trigger, found, round_key=False, root_kind=proctree.MASTER):
+    def _record(self, trigger, found, round_key=False, root_kind=tree.MASTER):
         """Create the snapshots of ``found`` (figures of processes of this host), with trends."""
         host = odoo_runtime.host_name()
         now = fields.Datetime.now()
-        options = {option: config.get(option) for option in procmem.LIMIT_OPTIONS}
+        options = {option: config.get(option) for option in limits.LIMIT_OPTIONS}
         found = [sampler.with_limits(figures, options) for figures in found]
         growth = self._growth(host, now, found)
         replaced = {}
@@ -350,7 +353,7 @@ def sample_after_request(dbname, extra):
     not affected.
     """
     try:
-        worker = proctree.current_worker()
+        worker = tree.current_worker()
         if worker is not None:
             # Odoo counts a request once it is closed, after this callback.
             extra = {**extra, "requests_count": worker.request_count + 1}

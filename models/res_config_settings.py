@@ -4,8 +4,8 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from .. import access
-from ..core import params
-from ..core import report as reports
+from ..core.common import params
+from ..core.reporting import report as reports
 
 #: Settings fields stored as plain config parameters, by field name.
 PARAM_FIELDS = {

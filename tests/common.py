@@ -2,8 +2,8 @@ from datetime import datetime
 
 from odoo.tests import TransactionCase, new_test_user
 
-from ..core.leakprof import ProfileResult
-from ..core.units import MIB
+from ..core.common.units import MIB
+from ..core.profiler.leakprof import ProfileResult
 
 
 class CronRunCase(TransactionCase):

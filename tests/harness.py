@@ -46,8 +46,8 @@ from odoo.tests.common import get_db_name
 from odoo.tools import config
 
 from .. import compat
-from ..core import proctree
-from ..core.units import MIB  # noqa: F401 - tests import it from here
+from ..core.common.units import MIB  # noqa: F401 - tests import it from here
+from ..core.process import tree
 
 _logger = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class OdooServer:
         """``{kind: [pid, ...]}`` of the server's processes, read from the real process tree."""
         found = {}
         if self.process is not None:
-            for proc, kind in proctree.server_processes(self.process.pid, self.mode):
+            for proc, kind in tree.server_processes(self.process.pid, self.mode):
                 found.setdefault(kind, []).append(proc.pid)
         return {kind: sorted(pids) for kind, pids in found.items()}
 

@@ -1,4 +1,4 @@
-"""The Odoo-free layer's tests, run by Odoo's own test runner too.
+"""The Odoo-free layer's tests (``core/``), run by Odoo's own test runner too.
 
 ``odoo-bin --test-enable -i memory_hygiene`` (what OCA's CI runs) sees only
 Odoo test classes, so this module turns the doctests of every ``core``
@@ -53,7 +53,12 @@ class TestCoreDoctests(BaseCase):
 
 
 for _name in _core_modules():
-    setattr(TestCoreDoctests, "test_doctest_" + _name.rsplit(".", 1)[1], _doctest_method(_name))
+    # core.snapshot.sampler -> test_doctest_snapshot_sampler: unique across the subpackages.
+    setattr(
+        TestCoreDoctests,
+        "test_doctest_" + _name.split(".core.", 1)[1].replace(".", "_"),
+        _doctest_method(_name),
+    )
 
 
 @tagged("post_install", "-at_install")

@@ -5,7 +5,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import tagged
 
 from .. import compat, odoo_runtime
-from ..core import params
+from ..core.common import params
 from .common import CronRunCase
 
 

@@ -19,7 +19,9 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools.misc import dumpstacks
 
 from .. import compat, odoo_runtime
-from ..core import heap, machine, params
+from ..core.common import params
+from ..core.diagnostics import heap
+from ..core.host import machine
 
 DIAGNOSTICS_LOGGER = "odoo.addons.memory_hygiene.models.memory_diagnostics"
 LINE_MODELS = (

@@ -4,7 +4,7 @@ import requests
 
 from odoo.tests import TransactionCase, tagged
 
-from ..core import stacks
+from ..core.diagnostics import stack_dumps
 from .harness import OdooServer, copy_database, server_database, wait_until
 
 PROCESS_ACTIONS = ("action_signal_stacks", "action_signal_orm_stats", "action_recycle")
@@ -76,7 +76,7 @@ class TestDiagnosticsServer(TransactionCase):
         cron_pid = pids["cron"][0]  # never the worker that answers an HTTP request: a sibling
         self.client.call("memory.diagnostics.process", "action_signal_stacks", [lines["cron", cron_pid]])
         # In the server log, written by the cron worker itself...
-        dump = stacks.find_record(self.server.log(), cron_pid, "odoo.tools.misc", "# Thread:")
+        dump = stack_dumps.find_record(self.server.log(), cron_pid, "odoo.tools.misc", "# Thread:")
         self.assertTrue(dump, "the cron worker logged its stack dump")
         self.assertIn(f"WorkerCron ({cron_pid})", dump)
         # ... and in the page, read back from that log.
@@ -93,7 +93,9 @@ class TestDiagnosticsServer(TransactionCase):
         http_pid = pids["http"][0]
         self.client.call("memory.diagnostics.process", "action_signal_orm_stats", [lines["http", http_pid]])
         self.assertIn("Caches stats:", self.output(page_id)["output"], self.server.log()[-6000:])
-        self.assertTrue(stacks.find_record(self.server.log(), http_pid, "odoo.tools.cache", "Caches stats:"))
+        self.assertTrue(
+            stack_dumps.find_record(self.server.log(), http_pid, "odoo.tools.cache", "Caches stats:")
+        )
         self.assertIn(http_pid, self.server.pids()["http"], "the signal did not stop the worker")
 
     def test_recycle_replaces_the_worker_and_never_the_master(self):

@@ -8,8 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config
 
-from ..core import machine, params
-from ..core.units import MIB
+from ..core.common import params
+from ..core.common.units import MIB
+from ..core.host import machine
 
 GIB = 1024 * MIB
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -110,7 +111,7 @@ class TestEndpoints(HttpCase):
     def test_a_short_token_stored_by_hand_opens_nothing(self):
         short = "x" * 31
         self.env["ir.config_parameter"].sudo().set_param(params.ENDPOINT_TOKEN, short)
-        with self.assertLogs("odoo.addons.memory_hygiene.core.params", "WARNING") as logs:
+        with self.assertLogs("odoo.addons.memory_hygiene.core.common.params", "WARNING") as logs:
             response = self.get("/memory_hygiene/health", Authorization=f"Bearer {short}")
         self.assertEqual((response.status_code, response.content), (403, b""))
         self.assertIn("at least 32 characters", logs.output[0])

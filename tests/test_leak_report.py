@@ -10,8 +10,8 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
-from ..core import params
-from ..core import report as core_report
+from ..core.common import params
+from ..core.reporting import report as core_report
 from ..models import memory_leak_report
 from .common import CronRunCase
 

@@ -15,8 +15,9 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import config
 
 from .. import compat, odoo_runtime
-from ..core import params, sampler
-from ..core.units import MIB, naive_utc
+from ..core.common import params
+from ..core.common.units import MIB, naive_utc
+from ..core.snapshot import sampler
 from ..models.memory_host import LOCK_NAMESPACE, lock_key
 
 

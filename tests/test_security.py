@@ -11,7 +11,7 @@ import json
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from ..core import params
+from ..core.common import params
 
 ADDON = "memory_hygiene"
 MODELS_PACKAGE = f"odoo.addons.{ADDON}.models."

@@ -1,7 +1,7 @@
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import TransactionCase, new_test_user, tagged
 
-from ..core import params
+from ..core.common import params
 
 
 @tagged("post_install", "-at_install")

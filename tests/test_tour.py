@@ -1,6 +1,6 @@
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from ..core import params
+from ..core.common import params
 
 
 @tagged("post_install", "-at_install")

@@ -1,6 +1,7 @@
 import re
 
-from core import advisor, procmem
+from core.diagnostics import advisor
+from core.process import limits
 
 GiB = 1024**3
 MiB = 1024**2
@@ -52,8 +53,8 @@ def test_workers_vs_cpu_threaded_and_proxy_mode():
 def test_gevent_limits_are_checked_on_their_own():
     bad = dict(SOUND, limit_memory_soft_gevent=GiB, limit_memory_hard_gevent=512 * MiB)
     assert "hard_not_above_soft_gevent" in codes(advisor.advise(bad, 4, 32 * GiB), "critical")
-    assert procmem.memory_limits(advisor.with_defaults(bad), "gevent") == (GiB, 512 * MiB)
-    assert procmem.memory_limits(advisor.with_defaults(bad), "http") == (2 * GiB, int(2.5 * GiB))
+    assert limits.memory_limits(advisor.with_defaults(bad), "gevent") == (GiB, 512 * MiB)
+    assert limits.memory_limits(advisor.with_defaults(bad), "http") == (2 * GiB, int(2.5 * GiB))
 
 
 def test_advice_is_sized_on_the_virtual_size():

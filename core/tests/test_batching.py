@@ -1,7 +1,7 @@
 import pytest
 
-from core.batching import Budget, KeysetBatcher
-from core.throttle import Throttle
+from core.batch.batching import Budget, KeysetBatcher
+from core.common.throttle import Throttle
 
 
 class Table:
@@ -275,7 +275,7 @@ def test_fatal_fault_is_raised_and_nothing_marked_failed():
 
 
 def test_systematic_failure_stops_after_a_few_records():
-    from core.batching import SystematicFailure
+    from core.batch.batching import SystematicFailure
 
     calls, failures = [], []
 

@@ -1,4 +1,4 @@
-from core import cachestats
+from core.diagnostics import cachestats
 
 
 def test_ormcache_report_with_tx_and_size_columns():

@@ -1,5 +1,6 @@
-from core import health, sampler
-from core.units import MIB
+from core.common.units import MIB
+from core.host import health
+from core.snapshot import sampler
 
 OPTIONS = {
     "limit_memory_soft": 1000 * MIB,

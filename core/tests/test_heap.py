@@ -4,8 +4,8 @@ import tracemalloc
 import psutil
 import pytest
 
-from core import heap
-from core.units import MIB
+from core.common.units import MIB
+from core.diagnostics import heap
 
 
 def test_top_types_of_this_process():

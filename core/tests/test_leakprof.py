@@ -2,8 +2,9 @@ import tracemalloc
 
 import pytest
 
-from core import heap, holders, leakprof
-from core.units import MIB
+from core.common.units import MIB
+from core.diagnostics import heap
+from core.profiler import holders, leakprof
 
 _KEPT = []
 _HELD = {}
@@ -28,7 +29,7 @@ def clean():
 
 
 def profiled(job, **kwargs):
-    profile = leakprof.LeakProfile(**kwargs).start()
+    profile = leakprof.ProfileSession(**kwargs).start()
     job()
     return profile.stop()
 
@@ -53,7 +54,7 @@ def test_allocate_and_free_keeps_nothing():
 
 def test_starts_and_stops_tracing_only_when_it_was_off():
     assert not tracemalloc.is_tracing()
-    profile = leakprof.LeakProfile(frames=3).start()
+    profile = leakprof.ProfileSession(frames=3).start()
     assert tracemalloc.is_tracing()
     assert tracemalloc.get_traceback_limit() == 3
     result = profile.stop()
@@ -70,9 +71,9 @@ def test_starts_and_stops_tracing_only_when_it_was_off():
 
 
 def test_one_profiled_run_at_a_time_and_shares_the_diagnostics_trace():
-    first = leakprof.LeakProfile().start()
+    first = leakprof.ProfileSession().start()
     with pytest.raises(leakprof.TracingBusy):
-        leakprof.LeakProfile().start()
+        leakprof.ProfileSession().start()
     tracer = heap.Tracer()
     assert "snapshots use that trace" in tracer.start()
     assert "stays on" in tracer.stop(), "the diagnostics stop never ends a profiled run's trace"
@@ -82,7 +83,7 @@ def test_one_profiled_run_at_a_time_and_shares_the_diagnostics_trace():
 
 
 def test_a_trace_stopped_by_someone_else_is_interrupted():
-    profile = leakprof.LeakProfile().start()
+    profile = leakprof.ProfileSession().start()
     tracemalloc.stop()  # Odoo 19's profiler does this when it ends
     tracemalloc.start()
     keep_one_mib()
@@ -93,7 +94,7 @@ def test_a_trace_stopped_by_someone_else_is_interrupted():
         assert tracemalloc.is_tracing(), "the new trace is not ours: left on"
     finally:
         tracemalloc.stop()
-    profile = leakprof.LeakProfile().start()
+    profile = leakprof.ProfileSession().start()
     tracemalloc.stop()
     assert profile.stop().interrupted
     assert not tracemalloc.is_tracing()
@@ -124,7 +125,7 @@ def test_referrer_chains_name_the_holder_of_kept_objects():
 
 
 def test_close_is_idempotent_and_ends_the_session():
-    profile = leakprof.LeakProfile().start()
+    profile = leakprof.ProfileSession().start()
     profile.close()
     profile.close()
     assert not tracemalloc.is_tracing()
@@ -140,7 +141,7 @@ def test_rss_and_fds_are_measured_around_the_run():
     rss = iter([100 * MIB, 130 * MIB, 120 * MIB])
     fds = iter([10, 12])
     collected = []
-    profile = leakprof.LeakProfile(
+    profile = leakprof.ProfileSession(
         rss=lambda: next(rss), fds=lambda: next(fds), collect=lambda: collected.append(1)
     )
     result = profile.start().stop()

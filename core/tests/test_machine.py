@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from core import machine
+from core.host import machine
 
 GiB = 1024**3
 HOST_RAM_KB = 64 * 1024 * 1024  # a 64 GiB host

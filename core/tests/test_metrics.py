@@ -1,7 +1,8 @@
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import metrics, sampler
-from core.units import MIB
+from core.common.units import MIB
+from core.host import metrics
+from core.snapshot import sampler
 
 
 def parse(body):
@@ -64,7 +65,7 @@ def test_helpers_are_summed_per_host_without_a_series_each():
 
 
 def test_machine_figures_with_their_source():
-    from core.machine import Figure, Machine
+    from core.host.machine import Figure, Machine
 
     found = Machine(
         Figure(2.0, "container CPU quota", "cpus"),

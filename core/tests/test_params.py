@@ -1,6 +1,6 @@
 import pytest
 
-from core import params
+from core.common import params
 
 
 def test_every_key_is_prefixed_and_declared_once():

@@ -1,4 +1,4 @@
-from core import pgpressure
+from core.diagnostics import pgpressure
 
 
 def test_setting_bytes():

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from core import report as rep
+from core.reporting import report as rep
 
 LEAKING_CRON = {
     "id": 7,

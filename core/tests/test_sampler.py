@@ -6,8 +6,9 @@ import time
 import psutil
 import pytest
 
-from core import procmem, proctree, sampler
-from core.units import MIB
+from core.common.units import MIB
+from core.process import limits, tree
+from core.snapshot import sampler
 
 
 def test_sample_of_this_process():
@@ -38,7 +39,7 @@ def test_sample_of_a_process_that_is_gone_raises():
 
 def test_sample_tree_of_a_single_process_server():
     found = sampler.sample_tree(os.getpid(), "threaded")
-    assert [(f["pid"], f["kind"]) for f in found] == [(os.getpid(), proctree.THREADED)]
+    assert [(f["pid"], f["kind"]) for f in found] == [(os.getpid(), tree.THREADED)]
 
 
 def test_limits_and_share():
@@ -48,8 +49,8 @@ def test_limits_and_share():
         "limit_memory_soft_gevent": False,
         "limit_memory_hard_gevent": 3072 * MIB,
     }
-    assert procmem.memory_limits(options, "http") == (2048 * MIB, 2560 * MIB)
-    assert procmem.memory_limits(options, "gevent") == (2048 * MIB, 3072 * MIB), (
+    assert limits.memory_limits(options, "http") == (2048 * MIB, 2560 * MIB)
+    assert limits.memory_limits(options, "gevent") == (2048 * MIB, 3072 * MIB), (
         "unset gevent limit: the common one"
     )
     figures = sampler.with_limits({"kind": "cron", "odoo_mb": 512.0}, options)

@@ -1,4 +1,4 @@
-from core import scope
+from core.diagnostics import scope
 
 
 def test_operator_decides_first_then_the_number_of_databases():

@@ -1,4 +1,4 @@
-from core.throttle import Throttle
+from core.common.throttle import Throttle
 
 
 def test_throttle_is_per_process():

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from core import trends
+from core.snapshot import trends
 
 HOUR = 3600
 

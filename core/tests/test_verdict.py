@@ -1,6 +1,6 @@
 import pytest
 
-from core.verdict import HEALTHY, LEAKING, SUSPECT, UNKNOWN, leak_verdict
+from core.profiler.verdict import HEALTHY, LEAKING, SUSPECT, UNKNOWN, leak_verdict
 
 
 @pytest.mark.parametrize(

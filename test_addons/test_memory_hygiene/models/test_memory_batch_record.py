@@ -3,7 +3,7 @@ import time
 
 from odoo import api, fields, models
 
-from odoo.addons.memory_hygiene.core import procmem
+from odoo.addons.memory_hygiene.core.process import limits
 
 _logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class TestMemoryBatchRecord(models.Model):
     @api.model
     def _cron_burn_cpu(self, seconds_per_record=0.1, batch_size=5):
         def burn(batch):
-            _logger.info("burn: batch of %s, CPU left %s s", len(batch), procmem.cpu_seconds_left())
+            _logger.info("burn: batch of %s, CPU left %s s", len(batch), limits.cpu_seconds_left())
             for record in batch:
                 started = time.process_time()
                 while time.process_time() - started < seconds_per_record:

@@ -40,7 +40,7 @@ class TestMemoryLeakJob(models.AbstractModel):
     @api.model
     def _job_uses_diagnostics_tracer(self):
         """Keeps 1 MiB while someone starts and stops the diagnostics tracer in the same process."""
-        from odoo.addons.memory_hygiene.core import heap
+        from odoo.addons.memory_hygiene.core.diagnostics import heap
 
         heap.TRACER.start()
         LEAK.append(bytearray(MIB))

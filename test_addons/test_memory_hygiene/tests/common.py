@@ -4,7 +4,7 @@ from odoo import fields
 from odoo.tests.common import TransactionCase, new_test_user
 
 from odoo.addons.memory_hygiene import compat
-from odoo.addons.memory_hygiene.core import batching
+from odoo.addons.memory_hygiene.core.batch import batching
 
 #: The modules of a real server that runs this test addon's crons and routes.
 USER_ADDON = ("memory_hygiene", "test_memory_hygiene")

@@ -10,7 +10,7 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from odoo.addons.memory_hygiene import compat, odoo_runtime
-from odoo.addons.memory_hygiene.core import batching
+from odoo.addons.memory_hygiene.core.batch import batching
 
 from .common import BatchCase
 

@@ -8,7 +8,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
 from odoo.addons.memory_hygiene import odoo_runtime
-from odoo.addons.memory_hygiene.core import batching
+from odoo.addons.memory_hygiene.core.batch import batching
 from odoo.addons.memory_hygiene.models import memory_batch_mixin
 
 from .common import BatchCase

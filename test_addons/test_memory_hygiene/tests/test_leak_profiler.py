@@ -9,7 +9,8 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
 from odoo.addons.memory_hygiene import compat
-from odoo.addons.memory_hygiene.core import accounting, leakprof, params
+from odoo.addons.memory_hygiene.core.common import params
+from odoo.addons.memory_hygiene.core.profiler import accounting, leakprof
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
 
 from ..models import test_memory_leak_job as jobs
@@ -219,8 +220,8 @@ class TestLeakProfiler(ProfilerCase):
         accounted = self.make_job_cron("_job_probe")
         Run = type(self.env["memory.cron.run"])
         breakdowns = [
-            (traced, leakprof.LeakProfile, "start", "cannot start"),
-            (traced, leakprof.LeakProfile, "stop", "cannot measure"),
+            (traced, leakprof.ProfileSession, "start", "cannot start"),
+            (traced, leakprof.ProfileSession, "stop", "cannot measure"),
             (traced, Run, "_record", "cannot store"),
             (traced, Run, "_verdict_inputs_parse", "cannot store"),
             (accounted, accounting, "read", "cannot read before"),

@@ -1,4 +1,7 @@
-"""Thread stack dumps as Odoo's ``SIGQUIT`` handler writes them, and finding them in a log.
+"""Thread stack dumps: written as Odoo's ``SIGQUIT`` handler writes them, and found in a log.
+
+Two jobs: :func:`dump` writes them (this worker), :func:`records` and :func:`find_record`
+parse a server log for the answer another process wrote after a signal.
 
 :func:`dump` gives the text of ``odoo.tools.misc.dumpstacks`` (same on 18.0 and
 19.0): for each thread a header ``# Thread: <repr> (db:..) (uid:..) (url:..)

@@ -1,7 +1,10 @@
-"""Which signal the diagnostics may send to which process, and why not.
+"""The signal policy: which signal the diagnostics may send to which process, and why not.
+
+Not the standard library's :mod:`signal`: :func:`decide` applies the rules below and
+:func:`send` sends only what a decision allowed.
 
 Diagnostics never send a signal anywhere but to a process of this Odoo server's
-own tree (:mod:`core.proctree`), and only to Odoo processes in it: the master,
+own tree (:mod:`core.process.tree`), and only to Odoo processes in it: the master,
 its HTTP and cron workers and the gevent process (or the single threaded
 process). Not pid 1, not PostgreSQL, not a program a worker started (a
 ``wkhtmltopdf``, a ``sleep``), not any unrelated pid: Odoo often runs as a user
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import proctree
+from ..process import tree
 
 STACKS = "stacks"
 ORM_STATS = "orm_stats"
@@ -48,18 +51,18 @@ ACTIONS = (STACKS, ORM_STATS, RECYCLE)
 
 #: Kinds that are Odoo processes (``other`` is ``odoo-bin shell`` or a script).
 ODOO_KINDS = (
-    proctree.MASTER,
-    proctree.HTTP,
-    proctree.CRON,
-    proctree.GEVENT,
-    proctree.THREADED,
-    proctree.WORKER,
+    tree.MASTER,
+    tree.HTTP,
+    tree.CRON,
+    tree.GEVENT,
+    tree.THREADED,
+    tree.WORKER,
 )
 _RECYCLE_SIGNALS = {
-    proctree.HTTP: signal.SIGINT,
-    proctree.CRON: signal.SIGINT,
-    proctree.WORKER: signal.SIGINT,
-    proctree.GEVENT: signal.SIGTERM,
+    tree.HTTP: signal.SIGINT,
+    tree.CRON: signal.SIGINT,
+    tree.WORKER: signal.SIGINT,
+    tree.GEVENT: signal.SIGTERM,
 }
 
 
@@ -119,7 +122,7 @@ def decide(pid, action, root_pid, mode, create_time=None):  # noqa: PLR0911 - on
     except psutil.Error:
         return _refuse(pid, action, f"There is no process {pid} on this host (any more).")
     members = dict(
-        (proc.pid, (proc, kind)) for proc, kind in proctree.server_processes(root_pid, mode, helpers=True)
+        (proc.pid, (proc, kind)) for proc, kind in tree.server_processes(root_pid, mode, helpers=True)
     )
     if pid not in members:
         what = " It is a PostgreSQL process." if _is_postgres(target, name) else ""
@@ -162,7 +165,7 @@ def _decide_kind(pid, action, root_pid, name, proc, kind, members):  # noqa: PLR
         return Decision(pid, action, True, signal.SIGQUIT, kind)
     if action == ORM_STATS:
         return Decision(pid, action, True, signal.SIGUSR1, kind)
-    if kind == proctree.MASTER:
+    if kind == tree.MASTER:
         return _refuse(
             pid,
             action,
@@ -170,7 +173,7 @@ def _decide_kind(pid, action, root_pid, name, proc, kind, members):  # noqa: PLR
             " Restart the service instead, or recycle its workers one by one.",
             kind,
         )
-    if kind == proctree.THREADED:
+    if kind == tree.THREADED:
         return _refuse(
             pid,
             action,

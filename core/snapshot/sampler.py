@@ -2,7 +2,7 @@
 
 Sizes are MiB floats (an integer column overflows at 2 GiB). ``odoo_mb`` is
 the figure Odoo compares with its memory limits: the virtual size on Linux
-(RSS on macOS, see :mod:`procmem`), so ``soft_limit_pct`` says how close a
+(RSS on macOS, see :mod:`core.process.limits`), so ``soft_limit_pct`` says how close a
 worker is to being recycled while ``rss_mb`` says what the OOM killer sees.
 
 The ORM layer adds what only Odoo knows (record cache, ormcache, requests
@@ -14,18 +14,18 @@ import time
 
 import psutil
 
-from . import procinfo, procmem, proctree
-from .units import MIB
+from ..common.units import MIB
+from ..process import limits, reading, tree
 
 
 def sample(process, *, uss=False, now=None):
     """Figures of ``process`` (a ``psutil.Process``) as a dict in MiB; raises ``psutil.Error`` if it is gone.
 
-    :func:`core.procinfo.read_figures` in the snapshot's shape: ``rss_mb``,
+    :func:`core.process.reading.read_figures` in the snapshot's shape: ``rss_mb``,
     ``vms_mb``, ``odoo_mb``, ``uss_mb`` (``None`` unless ``uss``), ``num_fds``,
     ``num_threads``, ``cpu_seconds``, ``started_at`` (epoch), ``age_seconds``.
     """
-    figures = procinfo.read_figures(process, uss=uss, now=now)
+    figures = reading.read_figures(process, uss=uss, now=now)
     return {
         "pid": figures["pid"],
         "rss_mb": figures["rss"] / MIB,
@@ -47,7 +47,7 @@ def sample_tree(root_pid, mode, *, uss=False):
     """
     now = time.time()
     found = []
-    for process, kind in proctree.server_processes(root_pid, mode):
+    for process, kind in tree.server_processes(root_pid, mode):
         try:
             found.append({**sample(process, uss=uss, now=now), "kind": kind})
         except psutil.Error:
@@ -60,11 +60,11 @@ def sample_helpers(root_pid, mode):
 
     Helpers are the programs Odoo processes started (``wkhtmltopdf``, ``node``,
     ``pg_dump``...): their memory is on the host, but Odoo's limits do not
-    apply to them (:mod:`proctree`). Those that end while read are left out.
+    apply to them (:mod:`core.process.tree`). Those that end while read are left out.
     """
     found = []
-    for process, kind, owner in proctree.walk(root_pid, mode):
-        if kind != proctree.HELPER:
+    for process, kind, owner in tree.walk(root_pid, mode):
+        if kind != tree.HELPER:
             continue
         try:
             memory = process.memory_info()
@@ -74,7 +74,7 @@ def sample_helpers(root_pid, mode):
             {
                 "pid": process.pid,
                 "owner_pid": owner,
-                "command": procinfo.command(process),
+                "command": reading.command(process),
                 "rss_mb": memory.rss / MIB,
                 "vms_mb": memory.vms / MIB,
             }
@@ -94,7 +94,7 @@ def with_limits(figures, options):
     >>> f["soft_limit_mb"], f["hard_limit_mb"], f["soft_limit_pct"]
     (2048.0, 0.0, 90.0)
     """
-    soft, hard = procmem.memory_limits(options, figures["kind"])
+    soft, hard = limits.memory_limits(options, figures["kind"])
     return {
         **figures,
         "soft_limit_mb": soft / MIB,

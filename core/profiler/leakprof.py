@@ -1,5 +1,8 @@
 """What one run of a job leaves behind in memory: the memory-leak article's tracemalloc recipe.
 
+A :class:`ProfileSession` is one traced run: started before the job, closed after it,
+its :class:`ProfileResult` stored by the ORM layer (``memory.cron.run``).
+
 The article's manual diagnosis, made a function: start tracemalloc if it is
 not tracing, snapshot, run the job, ``gc.collect()``, snapshot again, and
 compare the two by line, with tracemalloc's own, importlib's and the
@@ -7,7 +10,7 @@ profiler's own frames left out. What is still allocated after the collection
 is what the run keeps::
 
     >>> kept = []
-    >>> profile = LeakProfile(frames=1, top_n=3).start()
+    >>> profile = ProfileSession(frames=1, top_n=3).start()
     >>> kept.append(bytearray(2 * MIB))
     >>> result = profile.stop()
     >>> result.top[0]["size_diff"] >= 2 * MIB
@@ -32,9 +35,9 @@ from datetime import datetime
 
 import psutil
 
+from ..common import tracing
+from ..common.units import MIB, naive_utc  # noqa: F401 - the doctests use MIB
 from . import holders as holders_mod
-from . import tracing
-from .units import MIB, naive_utc  # noqa: F401 - the doctests use MIB
 
 _logger = logging.getLogger(__name__)
 
@@ -164,7 +167,7 @@ class ProfileResult:
     top: list = field(default_factory=list)
     #: The trace was stopped or restarted by someone else during the run: no data.
     interrupted: bool = False
-    #: What keeps the kept memory alive: dicts ``path, root, type, added`` (:mod:`core.holders`).
+    #: What keeps the kept memory alive: dicts ``path, root, type, added`` (:mod:`core.profiler.holders`).
     holders: list = field(default_factory=list)
 
     def log_lines(self):
@@ -175,10 +178,10 @@ class TracingBusy(RuntimeError):
     """tracemalloc cannot be had for this run: someone else traces, or another run is traced."""
 
 
-class LeakProfile:
+class ProfileSession:
     """One profiled run: :meth:`start` before the job, :meth:`stop` after it.
 
-    Tracing is leased from :mod:`core.tracing`, exclusively: one profiled run
+    Tracing is leased from :mod:`core.common.tracing`, exclusively: one profiled run
     at a time per process, and never under someone else's trace
     (:meth:`start` raises :class:`TracingBusy` then).
 
@@ -190,7 +193,7 @@ class LeakProfile:
     :param rss: ``() -> bytes``; default: this process's RSS.
     :param fds: ``() -> int | None``; default: this process's open fds.
     :param holders: ``(min_bytes, roots)`` to look for what holds the kept
-        memory (:mod:`core.holders`) when the run kept at least ``min_bytes``;
+        memory (:mod:`core.profiler.holders`) when the run kept at least ``min_bytes``;
         ``roots() -> {path: object}`` gives registry-level roots. ``None``: no search.
     """
 

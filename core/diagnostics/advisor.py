@@ -4,7 +4,7 @@ Input: Odoo's options (``workers``, ``max_cron_threads``,
 ``limit_memory_soft``/``hard``, ``limit_memory_soft_gevent``/``hard_gevent``,
 ``limit_time_cpu``/``real``/``real_cron``, ``limit_time_worker_cron`` (19.0),
 ``db_maxconn``/``db_maxconn_gevent``, ``proxy_mode``), the machine (CPUs and
-memory as :mod:`core.machine` reads them, with their sources), PostgreSQL's
+memory as :mod:`core.host.machine` reads them, with their sources), PostgreSQL's
 connection settings when known, and the live memory of the server's processes
 by kind. Output: :class:`Finding` objects, worst first, each saying what to
 change.
@@ -43,8 +43,8 @@ Every piece of advice is a configuration the advisor itself passes.
 import statistics
 from dataclasses import dataclass
 
-from . import procmem
-from .units import MIB, human_size
+from ..common.units import MIB, human_size
+from ..process import limits
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -120,7 +120,7 @@ def live_gap(live):
 def advise(options, cpu_count, ram_bytes, live=None, *, cpu_source=None, ram_source=None, postgres=None):
     """Findings for ``options`` on a machine with ``cpu_count`` CPUs and ``ram_bytes`` of memory, worst first.
 
-    ``cpu_source`` / ``ram_source`` say where those come from (:mod:`core.machine`:
+    ``cpu_source`` / ``ram_source`` say where those come from (:mod:`core.host.machine`:
     ``"container limit"``, ``"host RAM"``...) and are quoted in the findings.
     ``live``: ``{kind: [(rss, vms), ...]}`` of the running processes, in bytes.
     ``postgres``: ``{"max_connections", "superuser_reserved_connections",
@@ -242,9 +242,9 @@ def _check_workers(opts, host):
 
 def _check_soft_hard(opts):
     found = []
-    pairs = [("", procmem.memory_limits(opts, "http"))]
+    pairs = [("", limits.memory_limits(opts, "http"))]
     if opts["limit_memory_soft_gevent"] or opts["limit_memory_hard_gevent"]:
-        pairs.append(("_gevent", procmem.memory_limits(opts, "gevent")))
+        pairs.append(("_gevent", limits.memory_limits(opts, "gevent")))
     for suffix, (soft, hard) in pairs:
         advice = (
             f"Keep hard about 25 % above soft: limit_memory_hard{suffix} = {_hard_for(soft)}"
@@ -347,7 +347,7 @@ def _check_ram(opts, host, gaps):
     count = processes(opts)
     workers = int(opts["workers"] or 0)
     cron = int(opts["max_cron_threads"] or 0)
-    soft, hard = procmem.memory_limits(opts, "http")
+    soft, hard = limits.memory_limits(opts, "http")
     gap = _worker_gap(gaps)
     soft_advice, hard_advice, fitting = sizes(opts, ram_bytes, gap, host.cpus)
     pair = (
@@ -436,11 +436,11 @@ def _ram_needed(opts, gap):
 def _steady_rss(opts, gaps):
     """RSS of the processes that share the memory, each at its soft limit (the gevent one at its own)."""
     workers = int(opts["workers"] or 0)
-    soft = procmem.memory_limits(opts, "http")[0]
+    soft = limits.memory_limits(opts, "http")[0]
     gap = _worker_gap(gaps)
     if workers <= 0:
         return max(soft - gap, 0)
-    gevent_soft = procmem.memory_limits(opts, "gevent")[0]
+    gevent_soft = limits.memory_limits(opts, "gevent")[0]
     gevent_gap = max(gaps["gevent"][2], 0) if "gevent" in gaps else gap
     return (workers + int(opts["max_cron_threads"] or 0)) * max(soft - gap, 0) + max(
         gevent_soft - gevent_gap, 0
@@ -458,7 +458,7 @@ def _worker_gap(gaps):
 def _check_live(opts, live, gaps):
     found = []
     for kind, (rss, vms, gap) in sorted(gaps.items()):
-        soft, _hard = procmem.memory_limits(opts, kind)
+        soft, _hard = limits.memory_limits(opts, kind)
         at_soft = (
             f"; it is recycled at {human_size(soft)} of virtual size, about {human_size(soft - gap)} of RSS"
         )

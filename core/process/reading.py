@@ -1,7 +1,10 @@
-"""One process of the server as the diagnostics page lists it.
+"""A process's figures read with psutil, in one place (:func:`read_figures`).
+
+The snapshots (:func:`core.snapshot.sampler.sample`, in MiB) and the diagnostics page
+(:func:`describe`, in bytes with the share of the soft limit) both read them here.
 
 RSS is what the OOM killer and the RAM see; the virtual size is what Odoo
-compares with ``limit_memory_soft`` (:mod:`core.procmem`); USS is what the host
+compares with ``limit_memory_soft`` (:mod:`core.process.limits`); USS is what the host
 gets back when the process exits (it costs a read of ``smaps``).
 """
 
@@ -9,7 +12,7 @@ import time
 
 import psutil
 
-from . import procmem
+from . import limits
 
 
 def read_figures(process, uss=False, now=None):
@@ -21,7 +24,7 @@ def read_figures(process, uss=False, now=None):
     ``num_fds``, ``num_threads``, ``cpu_seconds`` (user + system),
     ``started`` (epoch seconds) and ``age`` (seconds). A figure the OS
     refuses to give is ``None``. The one reader of these figures, for the
-    snapshots (:func:`core.sampler.sample`) and the diagnostics page (:func:`describe`).
+    snapshots (:func:`core.snapshot.sampler.sample`) and the diagnostics page (:func:`describe`).
 
     >>> import os
     >>> me = read_figures(psutil.Process(os.getpid()))
@@ -37,7 +40,7 @@ def read_figures(process, uss=False, now=None):
             "pid": process.pid,
             "rss": memory.rss,
             "vms": memory.vms,
-            "odoo_memory": procmem.odoo_memory(process),
+            "odoo_memory": limits.odoo_memory(process),
             "uss": None,
             "num_fds": _or_none(process.num_fds),
             "num_threads": _or_none(process.num_threads),

@@ -11,7 +11,7 @@ memory the entries hold.
 
 from collections import defaultdict
 
-from .units import human_size
+from ..common.units import human_size
 
 
 def format_ormcache(dbname, rows, usage, *, with_size=False):

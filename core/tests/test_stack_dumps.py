@@ -1,7 +1,7 @@
 import sys
 import threading
 
-from core import stacks
+from core.diagnostics import stack_dumps
 
 
 def test_dump_has_odoo_header_for_every_thread():
@@ -17,7 +17,7 @@ def test_dump_has_odoo_header_for_every_thread():
     thread.start()
     ready.wait(5)
     try:
-        text = stacks.dump(sys._current_frames(), now=101.0)
+        text = stack_dumps.dump(sys._current_frames(), now=101.0)
     finally:
         stop.set()
         thread.join()
@@ -39,6 +39,6 @@ def test_find_record_picks_the_dump_of_one_pid():
             "2025-01-01 10:00:00,200 12 INFO db odoo.service.server: Worker alive ",
         ]
     )
-    dump = stacks.find_record(log, 12, "odoo.tools.misc", "# Thread:")
+    dump = stack_dumps.find_record(log, 12, "odoo.tools.misc", "# Thread:")
     assert "<B>" in dump and "<A>" not in dump and "alive" not in dump
-    assert stacks.find_record(log, 13, "odoo.tools.misc", "# Thread:") is None
+    assert stack_dumps.find_record(log, 13, "odoo.tools.misc", "# Thread:") is None

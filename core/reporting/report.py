@@ -1,7 +1,7 @@
 """The leak report: findings, one line of advice each, as text, HTML and JSON.
 
 The ORM layer (``models/memory_leak_report.py``) gathers plain dicts from the
-database; everything here is pure: which findings there are, what to advise,
+database; everything here is Odoo-free: which findings there are, what to advise,
 how the report reads, and how it is posted to a webhook (``http.client``, one deadline per
 attempt, bounded retries, no redirects; a failure is reported, never raised)::
 
@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from .leakprof import format_line
+from ..profiler.leakprof import format_line
 
 _logger = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ import tracemalloc
 
 import psutil
 
-from . import heap
-from .units import MIB  # noqa: F401 - the doctests use it
+from ..common.units import MIB  # noqa: F401 - the doctests use it
+from ..diagnostics import heap
 
 #: Bytes counted per Python small-object block (pymalloc serves requests up
 #: to 512 bytes; most are small objects of 32 to 100 bytes).

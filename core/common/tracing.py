@@ -1,7 +1,7 @@
 """The one owner of tracemalloc in this process: start and stop with a count of users.
 
 tracemalloc is process-wide. The diagnostics tracer (``heap.Tracer``) and the
-cron-leak profiler (``leakprof.LeakProfile``) both take a :class:`Lease` here;
+cron-leak profiler (``leakprof.ProfileSession``) both take a :class:`Lease` here;
 tracing starts with the first lease and stops when the last one is released,
 so that neither ever stops the other's trace::
 

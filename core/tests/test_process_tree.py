@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from core import proctree
+from core.process import tree
 
 
 @pytest.fixture
@@ -30,11 +30,11 @@ def children():
     ],
 )
 def test_classify(cmdline, pid, mode, kind):
-    assert proctree.classify(cmdline, pid, 10, mode) == kind
+    assert tree.classify(cmdline, pid, 10, mode) == kind
 
 
 def test_prefork_tree_is_the_root_and_its_descendants(children):
-    found = proctree.server_processes(os.getpid(), "prefork")
+    found = tree.server_processes(os.getpid(), "prefork")
     pids = [proc.pid for proc, _kind in found]
     assert pids[0] == os.getpid()
     assert {c.pid for c in children} <= set(pids)
@@ -43,24 +43,24 @@ def test_prefork_tree_is_the_root_and_its_descendants(children):
 
 def test_only_members_of_the_tree_are_server_processes(children):
     root = os.getpid()
-    assert proctree.is_server_process(children[0].pid, root, "prefork")
-    assert not proctree.is_server_process(1, root, "prefork")
-    assert not proctree.is_server_process(os.getppid(), root, "prefork")
+    assert tree.is_server_process(children[0].pid, root, "prefork")
+    assert not tree.is_server_process(1, root, "prefork")
+    assert not tree.is_server_process(os.getppid(), root, "prefork")
     # threaded: the single process only; its children are helpers
-    assert [proc.pid for proc, _kind in proctree.server_processes(root, "threaded")] == [root]
+    assert [proc.pid for proc, _kind in tree.server_processes(root, "threaded")] == [root]
 
 
 def test_current_worker_outside_a_worker_is_none():
-    assert proctree.current_worker() is None
-    assert proctree.own_kind("other") == "other"
-    assert proctree.own_kind("prefork", master_pid=os.getpid()) == "master"
+    assert tree.current_worker() is None
+    assert tree.own_kind("other") == "other"
+    assert tree.own_kind("prefork", master_pid=os.getpid()) == "master"
 
 
 def test_own_kind_of_the_gevent_process_of_a_prefork_server(monkeypatch):
     monkeypatch.setattr("sys.argv", ["odoo-bin", "gevent", "-c", "odoo.conf"])
-    assert proctree.own_kind("prefork", master_pid=1) == "gevent"
+    assert tree.own_kind("prefork", master_pid=1) == "gevent"
     monkeypatch.setattr("sys.argv", ["odoo-bin", "-c", "odoo.conf"])
-    assert proctree.own_kind("prefork", master_pid=1) == "worker"
+    assert tree.own_kind("prefork", master_pid=1) == "worker"
 
 
 @pytest.fixture
@@ -87,24 +87,24 @@ def worker_with_helper():
 def test_programs_started_by_odoo_processes_are_helpers_of_them(worker_with_helper):
     worker, helper_pid, own_helper = worker_with_helper
     root = os.getpid()
-    odoo = {proc.pid: kind for proc, kind in proctree.server_processes(root, "prefork")}
+    odoo = {proc.pid: kind for proc, kind in tree.server_processes(root, "prefork")}
     assert odoo[root] == "master"
     assert odoo[worker.pid] == "worker"
     assert helper_pid not in odoo and own_helper.pid not in odoo
-    owners = {proc.pid: (kind, owner) for proc, kind, owner in proctree.walk(root, "prefork")}
+    owners = {proc.pid: (kind, owner) for proc, kind, owner in tree.walk(root, "prefork")}
     assert owners[helper_pid] == ("helper", worker.pid)
     assert owners[own_helper.pid] == ("helper", root)
     assert owners[worker.pid] == ("worker", worker.pid)
-    with_helpers = proctree.server_processes(root, "prefork", helpers=True)
+    with_helpers = tree.server_processes(root, "prefork", helpers=True)
     assert [kind for _proc, kind in with_helpers][-2:] == ["helper", "helper"], "helpers come last"
-    assert proctree.is_server_process(helper_pid, root, "prefork")
+    assert tree.is_server_process(helper_pid, root, "prefork")
 
 
 def test_threaded_server_children_are_all_helpers(worker_with_helper):
     worker, helper_pid, own_helper = worker_with_helper
     root = os.getpid()
-    assert [(p.pid, k) for p, k in proctree.server_processes(root, "threaded")] == [(root, "threaded")]
-    owners = {proc.pid: (kind, owner) for proc, kind, owner in proctree.walk(root, "threaded")}
+    assert [(p.pid, k) for p, k in tree.server_processes(root, "threaded")] == [(root, "threaded")]
+    owners = {proc.pid: (kind, owner) for proc, kind, owner in tree.walk(root, "threaded")}
     assert owners[worker.pid] == ("helper", root)
     assert owners[helper_pid] == ("helper", root), "a helper's helper belongs to the Odoo process"
     assert owners[own_helper.pid] == ("helper", root)

@@ -6,7 +6,7 @@ nothing lands in prometheus_client's global registry.
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from .units import MIB
+from ..common.units import MIB
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -7,7 +7,8 @@ import time
 import psutil
 import pytest
 
-from core import proctree, signals
+from core.diagnostics import signal_policy
+from core.process import tree
 
 
 @pytest.fixture
@@ -34,8 +35,8 @@ def python_child():
 
 
 def test_pid_1_is_refused_for_every_action():
-    for action in signals.ACTIONS:
-        decision = signals.decide(1, action, os.getpid(), "prefork")
+    for action in signal_policy.ACTIONS:
+        decision = signal_policy.decide(1, action, os.getpid(), "prefork")
         assert not decision.allowed
         assert "init process" in decision.reason
 
@@ -43,15 +44,15 @@ def test_pid_1_is_refused_for_every_action():
 def test_non_odoo_child_is_refused_and_not_signalled(sleeper):
     root = os.getpid()
     # In the tree of a prefork "master" (this process) but not an Odoo process.
-    assert proctree.is_server_process(sleeper.pid, root, "prefork")
-    for action in signals.ACTIONS:
-        decision = signals.decide(sleeper.pid, action, root, "prefork")
+    assert tree.is_server_process(sleeper.pid, root, "prefork")
+    for action in signal_policy.ACTIONS:
+        decision = signal_policy.decide(sleeper.pid, action, root, "prefork")
         assert not decision.allowed, action
         assert "not an Odoo process" in decision.reason
         with pytest.raises(PermissionError):
-            signals.send(decision)
+            signal_policy.send(decision)
     # threaded: the single process only; its children are helpers
-    decision = signals.decide(sleeper.pid, signals.STACKS, root, "threaded")
+    decision = signal_policy.decide(sleeper.pid, signal_policy.STACKS, root, "threaded")
     assert not decision.allowed
     assert "not an Odoo process" in decision.reason
     assert sleeper.poll() is None, "still running: nothing was sent"
@@ -59,7 +60,7 @@ def test_non_odoo_child_is_refused_and_not_signalled(sleeper):
 
 def test_unrelated_process_is_refused():
     parent = os.getppid()
-    decision = signals.decide(parent, signals.STACKS, os.getpid(), "prefork")
+    decision = signal_policy.decide(parent, signal_policy.STACKS, os.getpid(), "prefork")
     assert not decision.allowed
     assert f"pid {parent}" in decision.reason
 
@@ -68,7 +69,7 @@ def test_postgres_is_named_in_the_refusal():
     backends = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
     if not backends:
         pytest.skip("no PostgreSQL process on this host")
-    decision = signals.decide(backends[0].pid, signals.ORM_STATS, os.getpid(), "prefork")
+    decision = signal_policy.decide(backends[0].pid, signal_policy.ORM_STATS, os.getpid(), "prefork")
     assert not decision.allowed
     assert "PostgreSQL" in decision.reason
 
@@ -76,49 +77,54 @@ def test_postgres_is_named_in_the_refusal():
 def test_vanished_pid_and_nonsense():
     proc = subprocess.Popen(["true"])
     proc.wait()
-    assert "no process" in signals.decide(proc.pid, signals.STACKS, os.getpid(), "prefork").reason
-    assert not signals.decide("abc", signals.STACKS, os.getpid(), "prefork").allowed
-    assert "Unknown action" in signals.decide(os.getpid(), "kill", os.getpid(), "prefork").reason
+    assert "no process" in signal_policy.decide(proc.pid, signal_policy.STACKS, os.getpid(), "prefork").reason
+    assert not signal_policy.decide("abc", signal_policy.STACKS, os.getpid(), "prefork").allowed
+    assert "Unknown action" in signal_policy.decide(os.getpid(), "kill", os.getpid(), "prefork").reason
 
 
 def test_same_program_child_gets_the_actions_signals(python_child):
     root = os.getpid()
-    stacks = signals.decide(python_child.pid, signals.STACKS, root, "prefork")
+    stacks = signal_policy.decide(python_child.pid, signal_policy.STACKS, root, "prefork")
     assert stacks.allowed and stacks.signum == signal.SIGQUIT and stacks.kind == "worker"
-    assert signals.decide(python_child.pid, signals.ORM_STATS, root, "prefork").signum == signal.SIGUSR1
-    recycle = signals.decide(python_child.pid, signals.RECYCLE, root, "prefork")
+    assert (
+        signal_policy.decide(python_child.pid, signal_policy.ORM_STATS, root, "prefork").signum
+        == signal.SIGUSR1
+    )
+    recycle = signal_policy.decide(python_child.pid, signal_policy.RECYCLE, root, "prefork")
     assert recycle.allowed and recycle.signum == signal.SIGINT, "graceful: Worker.signal_handler"
     time.sleep(0.3)  # let the child install its handler
-    signals.send(stacks)
+    signal_policy.send(stacks)
     assert python_child.stdout.readline().strip() == "dumped"
 
 
 def test_master_and_threaded_process_are_never_recycled():
     root = os.getpid()
-    master = signals.decide(root, signals.RECYCLE, root, "prefork")
+    master = signal_policy.decide(root, signal_policy.RECYCLE, root, "prefork")
     assert not master.allowed and "master" in master.reason
-    threaded = signals.decide(root, signals.RECYCLE, root, "threaded")
+    threaded = signal_policy.decide(root, signal_policy.RECYCLE, root, "threaded")
     assert not threaded.allowed and "threaded" in threaded.reason
     # but they may dump their stacks
-    assert signals.decide(root, signals.STACKS, root, "prefork").allowed
-    assert signals.decide(root, signals.STACKS, root, "threaded").allowed
+    assert signal_policy.decide(root, signal_policy.STACKS, root, "prefork").allowed
+    assert signal_policy.decide(root, signal_policy.STACKS, root, "threaded").allowed
     # a shell or script is no server process
-    assert not signals.decide(root, signals.STACKS, root, "other").allowed
+    assert not signal_policy.decide(root, signal_policy.STACKS, root, "other").allowed
 
 
 def test_a_process_replaced_since_the_page_was_drawn_is_refused(python_child):
     root = os.getpid()
     started = psutil.Process(python_child.pid).create_time()
-    stale = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started - 5)
+    stale = signal_policy.decide(
+        python_child.pid, signal_policy.STACKS, root, "prefork", create_time=started - 5
+    )
     assert not stale.allowed
     assert "no longer the process shown on the page" in stale.reason
     assert stale.pidfd is None, "the refusal keeps no pidfd open"
     with pytest.raises(PermissionError):
-        signals.send(stale)
-    fresh = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+        signal_policy.send(stale)
+    fresh = signal_policy.decide(python_child.pid, signal_policy.STACKS, root, "prefork", create_time=started)
     assert fresh.allowed
     time.sleep(0.3)  # let the child install its handler
-    signals.send(fresh)
+    signal_policy.send(fresh)
     assert python_child.stdout.readline().strip() == "dumped"
     assert fresh.pidfd is None, "send closes the pidfd"
 
@@ -126,21 +132,25 @@ def test_a_process_replaced_since_the_page_was_drawn_is_refused(python_child):
 def test_send_never_reaches_a_process_that_ended_after_the_decision(python_child):
     root = os.getpid()
     started = psutil.Process(python_child.pid).create_time()
-    decision = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    decision = signal_policy.decide(
+        python_child.pid, signal_policy.STACKS, root, "prefork", create_time=started
+    )
     assert decision.allowed
     python_child.kill()
     python_child.wait()  # reaped: the pid is free for the next process
     with pytest.raises(ProcessLookupError):
-        signals.send(decision)
+        signal_policy.send(decision)
 
 
 def test_without_pidfd_psutil_guards_against_a_reused_pid(python_child, monkeypatch):
-    monkeypatch.setattr(signals, "_pidfd_open", lambda pid: None)  # macOS, Linux < 5.3
+    monkeypatch.setattr(signal_policy, "_pidfd_open", lambda pid: None)  # macOS, Linux < 5.3
     root = os.getpid()
     started = psutil.Process(python_child.pid).create_time()
-    decision = signals.decide(python_child.pid, signals.STACKS, root, "prefork", create_time=started)
+    decision = signal_policy.decide(
+        python_child.pid, signal_policy.STACKS, root, "prefork", create_time=started
+    )
     assert decision.allowed and decision.pidfd is None and decision.process is not None
     python_child.kill()
     python_child.wait()
     with pytest.raises(ProcessLookupError):
-        signals.send(decision)
+        signal_policy.send(decision)

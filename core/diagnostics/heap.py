@@ -24,8 +24,9 @@ import threading
 import time
 import tracemalloc
 
-from . import procmem, tracing
-from .units import MIB, human_size
+from ..common import tracing
+from ..common.units import MIB, human_size
+from ..process import limits
 
 _logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def malloc_trim():
     return bool(trim(0))
 
 
-def collect(rss=procmem.rss, trim=malloc_trim):
+def collect(rss=limits.rss, trim=malloc_trim):
     """Collect garbage (all generations), then trim the C heap; RSS before, between and after.
 
     Returns a dict: ``unreachable`` (objects ``gc.collect()`` found),
@@ -216,7 +217,7 @@ TRACE_MAX_BYTES = 512 * MIB
 class Tracer:
     """tracemalloc for the diagnostics page: start, snapshot, compare with the previous, stop.
 
-    Tracing is leased from :mod:`core.tracing` (shared): "stop" releases this
+    Tracing is leased from :mod:`core.common.tracing` (shared): "stop" releases this
     tracer's lease only, so it never ends a profiled cron run's trace, and a
     trace someone else started is left to them. The lease is released by itself
     after ``max_seconds`` or when the traced memory passes ``max_bytes`` (a
@@ -267,7 +268,7 @@ class Tracer:
             self.stopped_because = None
             if self.board is not None:
                 self.board.mark(
-                    os.getpid(), procmem.this_process().create_time(), self.until, self.max_bytes, frames
+                    os.getpid(), limits.this_process().create_time(), self.until, self.max_bytes, frames
                 )
             if self.until or self.max_bytes:
                 self._stop_watch = threading.Event()
@@ -283,12 +284,12 @@ class Tracer:
                 f"tracemalloc already traces this process ({tracemalloc.get_traceback_limit()} frame(s),"
                 " a profiled cron run): snapshots use that trace."
             )
-        limits = []
+        bounds = []
         if self.until:
-            limits.append(f"after {max_seconds / 60:g} min")
+            bounds.append(f"after {max_seconds / 60:g} min")
         if self.max_bytes:
-            limits.append(f"when it traces {human_size(self.max_bytes)}")
-        stops = f" It stops by itself {' or '.join(limits)}." if limits else ""
+            bounds.append(f"when it traces {human_size(self.max_bytes)}")
+        stops = f" It stops by itself {' or '.join(bounds)}." if bounds else ""
         return f"tracemalloc started with {frames} frame(s) per allocation.{stops}"
 
     def over_limit(self, now=None, traced=None):

@@ -1,8 +1,8 @@
 """Is a scheduled action leaking? A verdict from the growth charged to its own runs.
 
-Every run is accounted (``core/accounting.py``): it is charged with what grew
+Every run is accounted (``core/profiler/accounting.py``): it is charged with what grew
 *during* it, so crons interleaved in one worker do not blame each other. Some
-runs are also traced (tracemalloc, ``core/leakprof.py``): the trace says what
+runs are also traced (tracemalloc, ``core/profiler/leakprof.py``): the trace says what
 Python memory the run kept after ``gc.collect()``. Over the last ``window``
 runs (oldest first), with ``threshold_mb`` the growth per run that counts:
 

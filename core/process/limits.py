@@ -1,4 +1,9 @@
-"""How big this process is, measured the way Odoo measures it for its limits.
+"""What Odoo measures against its limits, the limits in force, and the budgets they leave.
+
+One of three modules about one process (:mod:`core.process`): :mod:`core.process.tree` says
+which processes the server has, :mod:`core.process.reading` reads their figures; this one
+measures a process the way Odoo does (``odoo_memory``, CPU time) and derives the limits and
+budgets (``memory_limits``, ``real_time_limit``, ``cron_budget``).
 
 Odoo's ``memory_info()`` (``odoo/service/server.py``) compares
 ``limit_memory_soft`` with the *virtual size* on Linux (RSS only on macOS), and
@@ -10,8 +15,8 @@ import platform
 
 import psutil
 
-from . import proctree
-from .units import MIB
+from ..common.units import MIB
+from . import tree
 
 _PROCESS = None
 
@@ -148,7 +153,7 @@ def memory_limits(options, kind):
     """
     soft = options.get("limit_memory_soft") or 0
     hard = options.get("limit_memory_hard") or 0
-    if kind == proctree.GEVENT:
+    if kind == tree.GEVENT:
         soft = options.get("limit_memory_soft_gevent") or soft
         hard = options.get("limit_memory_hard_gevent") or hard
     return int(soft), int(hard)

@@ -7,7 +7,7 @@ here terminates a backend: ``pg_terminate_backend`` is the runbook's last
 resort, for a human at a ``psql`` prompt.
 """
 
-from .units import human_size
+from ..common.units import human_size
 
 #: A query active for longer than this (seconds) is "long".
 LONG_QUERY_SECONDS = 30
@@ -123,7 +123,7 @@ def notes(settings, active, ram_bytes, ram_source=None):
 
     ``settings``: ``{name: (setting, unit)}``; ``active``: sessions of this
     database in state ``active``; ``ram_bytes``: the memory of the machine,
-    ``ram_source`` where that figure comes from (:mod:`core.machine`).
+    ``ram_source`` where that figure comes from (:mod:`core.host.machine`).
 
     >>> for line in notes({"work_mem": ("65536", "kB"), "max_connections": ("500", None),
     ...                    "shared_buffers": ("16384", "8kB")}, active=3, ram_bytes=8 * 1024**3):

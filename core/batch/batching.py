@@ -31,7 +31,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from .units import MIB
+from ..common.units import MIB
 
 _logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Budget:
     stops the run before its first batch.
 
     ``memory_fn`` returns the figure Odoo compares with its own limits, in bytes
-    (the virtual size on Linux, see :func:`core.procmem.odoo_memory`);
+    (the virtual size on Linux, see :func:`core.process.limits.odoo_memory`);
     ``memory_limit_mb`` is a soft share of it, ``hard_limit_mb`` the address-space
     limit (``RLIMIT_AS``) that must stay ``hard_margin_mb`` away.
     ``cpu_left_fn`` returns the CPU seconds left before ``RLIMIT_CPU`` (``None``:

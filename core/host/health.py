@@ -4,7 +4,7 @@ memory left?
 The share is of the figure Odoo compares with ``limit_memory_soft`` (the
 virtual size on Linux), because that is what recycles a worker. Every process
 may sit below its own limit while the container is about to be OOM-killed:
-the machine's available memory and memory pressure (:mod:`core.machine`) are
+the machine's available memory and memory pressure (:mod:`core.host.machine`) are
 checked too.
 """
 
@@ -46,7 +46,7 @@ def machine_problems(found, min_available_pct, max_pressure):
     a memory pressure (PSI some avg10, %) above ``max_pressure``. A threshold of 0 checks nothing;
     a figure the machine does not expose is never a problem.
 
-    >>> from importlib import import_module  # core.machine, however this package is named
+    >>> from importlib import import_module  # core.host.machine, however this package is named
     >>> Figure, Machine = (getattr(import_module(".machine", __package__), n) for n in ("Figure", "Machine"))
     >>> GiB = 1024 ** 3
     >>> tight = Machine(Figure(2, "container CPU quota", "cpus"), Figure(4 * GiB, "container limit"),

@@ -10,7 +10,7 @@ ORM layer from Odoo's ``server`` object (``odoo_runtime.server_info()``):
 - ``odoo-bin shell`` and scripts: a single process of kind ``other``.
 
 Only those are Odoo processes, recognised as the signal policy recognises them
-(:mod:`core.signals`): the root, and in prefork its direct children running the
+(:mod:`core.diagnostics.signal_policy`): the root, and in prefork its direct children running the
 same program (forks of the master, and the gevent process it spawns with its
 own interpreter). Everything they start in turn (``wkhtmltopdf`` for a PDF
 report, ``node`` building assets, ``pg_dump`` for a backup, any program) is a

@@ -25,7 +25,7 @@ figure comes from. No Odoo here.
 import os
 from dataclasses import dataclass
 
-from .units import human_size
+from ..common.units import human_size
 
 #: Where the files are read by default (tests and benchmarks point it elsewhere).
 ROOT = "/"

@@ -1,0 +1,1 @@
+"""The batched-cron engine: keyset batches, poison isolation, faults, budgets."""

@@ -1,0 +1,1 @@
+"""The cron-leak profiler: every run accounted, traced runs, holders, the verdict."""

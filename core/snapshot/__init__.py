@@ -1,0 +1,1 @@
+"""Worker memory snapshots: what a snapshot records (sampler) and who grows (trends)."""

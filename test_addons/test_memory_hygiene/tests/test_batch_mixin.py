@@ -240,13 +240,13 @@ class TestBatchMixin(BatchCase):
 
         self.make_records(4)
         seen = []
-        real = memory_batch_mixin.procmem.odoo_memory
+        real = memory_batch_mixin.limits.odoo_memory
 
         def spy():
             seen.append(real())
             return seen[-1]
 
-        with patch.object(memory_batch_mixin.procmem, "odoo_memory", spy):
+        with patch.object(memory_batch_mixin.limits, "odoo_memory", spy):
             self.Record._batch_process([], lambda b: None, batch_size=1, memory_limit_mb=10**7)
         odoo_figure = memory_info(psutil.Process())
         self.assertGreaterEqual(len(seen), 8, "measured before and after each batch")

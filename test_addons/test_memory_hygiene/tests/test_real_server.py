@@ -373,10 +373,14 @@ class TestTwoHosts(TransactionCase):
 @tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestOtherModes(TransactionCase):
     def odoo_shell(self, db, code, *args):
-        """Run ``code`` in ``odoo-bin shell`` on ``db``; the finished process (it exited with 0)."""
+        """Run ``code`` in ``odoo-bin shell`` on ``db``; the finished process (it exited with 0).
+
+        On a port of its own: with ``--test-enable`` the shell starts Odoo's HTTP
+        server too, and the default port may be taken (a running Odoo, another test run).
+        """
         done = subprocess.run(
             [sys.executable, harness.odoo_bin(), "shell", *harness.child_server_args(), "-d", db, *args]
-            + ["--log-level=warn"],
+            + ["--http-interface=127.0.0.1", f"--http-port={harness.free_port()}", "--log-level=warn"],
             input=code,
             capture_output=True,
             text=True,

@@ -30,7 +30,7 @@ def test_cron_time_limit_falls_back_to_the_request_limit():
 
 _SIGXCPU_CHILD = """
 import resource, signal, sys
-from core import procmem
+from core.process import limits
 
 def handler(signum, frame):
     # What was left of the limit set below (the kernel adds a second to the soft limit when it signals).

@@ -1,4 +1,7 @@
 import os
+import stat
+
+import pytest
 
 from core.worker import lifecycle, storms
 
@@ -88,3 +91,27 @@ def test_storm_of_a_kind_alone_and_its_metrics():
     assert list(found) == ["http"] and found["http"]["likely"] == "limit_request"
     text = storms.render_metrics("h", {("request_limit", "http"): 3}, found).decode()
     assert 'memory_hygiene_recycle_storm{host="h",kind="cron"} 0.0' in text
+
+
+def test_a_state_directory_made_first_by_another_user_is_refused(tmp_path):
+    """The base lives in the shared /tmp: another local user may have made the path first."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    planted = tmp_path / "planted"
+    planted.symlink_to(target)
+    with pytest.raises(PermissionError):
+        lifecycle.state_dir(1, base=str(planted))
+    assert not (target / "1").exists(), "nothing was made where the link points"
+    if os.getuid() == 0:  # only root can give a directory to another user
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o777)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(PermissionError):
+            lifecycle.state_dir(1, base=str(theirs))
+        assert not (theirs / "1").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    os.chmod(mine, 0o755)
+    made = lifecycle.state_dir(7, base=str(mine))
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o700, "a base of this user's is narrowed to 0700"
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700

@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -180,11 +181,44 @@ def base_dir():
     return os.path.join(tempfile.gettempdir(), f"odoo-memory-hygiene-{os.getuid()}")
 
 
-def state_dir(root_pid, base=None):
-    """The host-local directory of the server rooted at ``root_pid`` (made, mode 0700)."""
-    path = os.path.join(base or base_dir(), str(root_pid))
-    os.makedirs(path, mode=0o700, exist_ok=True)
+def private_dir(path):
+    """Make ``path`` a directory that only this user can enter (mode 0700) and return it.
+
+    It lives under the shared temporary directory, where any local user may
+    have made it first: a symbolic link, or a directory of someone else's, is
+    refused with ``PermissionError`` (the state files are then not kept,
+    rather than written where another user chose); one of this user's with
+    wider permissions is narrowed.
+
+    >>> import tempfile
+    >>> d = private_dir(os.path.join(tempfile.mkdtemp(), "s"))
+    >>> oct(os.stat(d).st_mode & 0o777)
+    '0o700'
+    >>> link = d + "-link"
+    >>> os.symlink(d, link)
+    >>> try:
+    ...     private_dir(link)
+    ... except PermissionError as exc:
+    ...     print("refused:", "is not a directory of uid" in str(exc))
+    refused: True
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(
+            f"{path} is not a directory of uid {os.getuid()} alone: no worker state is kept there"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
     return path
+
+
+def state_dir(root_pid, base=None):
+    """The host-local directory of the server rooted at ``root_pid``: :func:`private_dir` of its pid."""
+    return private_dir(os.path.join(private_dir(base or base_dir()), str(root_pid)))
 
 
 def sweep(alive, base=None):
@@ -200,7 +234,7 @@ def sweep(alive, base=None):
     >>> sorted(os.listdir(b))
     ['1']
     """
-    base = base or base_dir()
+    base = private_dir(base or base_dir())
     removed = []
     try:
         names = os.listdir(base)

@@ -202,10 +202,8 @@ def private_dir(path):
     ...     print("refused:", "is not a directory of uid" in str(exc))
     refused: True
     """
-    try:
+    with contextlib.suppress(FileExistsError):  # made before: checked below like a new one
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise PermissionError(

@@ -216,8 +216,12 @@ TIMED = ("_memory_run_plan", "_memory_run_measure", "_memory_after_job")
 
 
 @contextlib.contextmanager
-def hooks_timed(spent):
-    """Add the seconds spent in the addon's accounting methods to ``spent[0]``."""
+def hooks_timed(spent, heap_read=None):
+    """Add the seconds spent in the addon's accounting methods to ``spent[0]``.
+
+    ``heap_read``: a list whose first item is set True when a reading of the run read the C heap
+    (the run was charged).
+    """
     from odoo.addons.memory_hygiene.models import ir_cron
 
     cls = ir_cron.IrCron
@@ -241,8 +245,14 @@ def hooks_timed(spent):
 
     for name, method in saved.items():
         setattr(cls, name, timed(method))
+
     # The reading before the run is taken outside those methods.
-    ir_cron.accounting.read = lambda: timed(lambda _self: saved_read())(None)
+    def read(heap=True):
+        if heap and heap_read is not None:
+            heap_read[0] = True
+        return timed(lambda _self: saved_read(heap=heap))(None)
+
+    ir_cron.accounting.read = read
     try:
         yield
     finally:
@@ -258,7 +268,7 @@ PARTS = (
     ("fd count", "accounting", "fd_count"),
     ("getallocatedblocks", "sys", "getallocatedblocks"),
     ("mallinfo2", "accounting", "heap_in_use"),
-    ("record cache size", "compat", "record_cache_size"),
+    ("record cache size", "odoo_runtime", "record_cache_size"),
     ("cache release (18.0)", "compat", "release_run_cache"),
     ("row write + verdict (one round trip)", "cron", "_memory_store"),
 )
@@ -280,10 +290,16 @@ def _timed_call(func, parts, label):
 @contextlib.contextmanager
 def parts_timed(parts):
     """Add the seconds spent in each of :data:`PARTS` to ``parts[label]``."""
-    from odoo.addons.memory_hygiene import compat
+    from odoo.addons.memory_hygiene import compat, odoo_runtime
     from odoo.addons.memory_hygiene.models import ir_cron
 
-    owners = {"cron": ir_cron.IrCron, "sys": sys, "accounting": ir_cron.accounting, "compat": compat}
+    owners = {
+        "cron": ir_cron.IrCron,
+        "sys": sys,
+        "accounting": ir_cron.accounting,
+        "compat": compat,
+        "odoo_runtime": odoo_runtime,
+    }
     saved = []
     for label, where, name in PARTS:
         owner = owners[where]
@@ -356,7 +372,11 @@ def print_trace_parts(trace_parts):
 
 
 def accounting_cost(registry, runs, breakdown=None):
-    """Median seconds per run spent in the accounting, and median wall with and without the addon.
+    """Seconds per run spent in the accounting, and median wall with and without the addon.
+
+    Returns ``{"median", "mean", "charged", "uncharged", "charged_runs", "runs", "wall_bypassed",
+    "wall_accounted"}``: the median and the mean over every run, the medians of the charged runs
+    (the C heap read) and of the others, how many were charged.
 
     ``breakdown``: a dict filled with ``{part: [seconds per run]}`` (:data:`PARTS`), from runs of
     their own (the timers of the parts would count in the total otherwise).
@@ -384,6 +404,7 @@ def accounting_cost(registry, runs, breakdown=None):
             .id
         )
     spent_per_run, walls = [], {True: [], False: []}
+    heap_per_run = []
     try:
         if breakdown is not None:
             for index in range(runs + 1):
@@ -400,8 +421,8 @@ def accounting_cost(registry, runs, breakdown=None):
                         breakdown.setdefault(label, []).append(parts.get(label, 0.0))
         for index in range(2 * runs + 2):
             bypass = bool(index % 2)
-            spent = [0.0]
-            with registry.cursor() as cron_cr, addon_bypassed(bypass), hooks_timed(spent):
+            spent, heap_read = [0.0], [False]
+            with registry.cursor() as cron_cr, addon_bypassed(bypass), hooks_timed(spent, heap_read):
                 started = time.perf_counter()
                 if not harness.run_cron_job_now(registry, cron_cr, cron_id):
                     raise RuntimeError("the no-op cron could not be acquired")
@@ -412,23 +433,49 @@ def accounting_cost(registry, runs, breakdown=None):
             walls[bypass].append(wall)
             if not bypass:
                 spent_per_run.append(spent[0])
+                heap_per_run.append(heap_read[0])
     finally:
         with registry.cursor() as cr:
             cron = api.Environment(cr, SUPERUSER_ID, {})["ir.cron"].browse(cron_id)
             action = cron.ir_actions_server_id
             cron.unlink()
             action.unlink()
-    return statistics.median(spent_per_run), statistics.median(walls[True]), statistics.median(walls[False])
+    charged = [spent for spent, heap in zip(spent_per_run, heap_per_run, strict=True) if heap]
+    uncharged = [spent for spent, heap in zip(spent_per_run, heap_per_run, strict=True) if not heap]
+    return {
+        "median": statistics.median(spent_per_run),
+        "mean": statistics.fmean(spent_per_run),
+        "charged": statistics.median(charged) if charged else 0.0,
+        "uncharged": statistics.median(uncharged) if uncharged else 0.0,
+        "charged_runs": len(charged),
+        "runs": len(spent_per_run),
+        "wall_bypassed": statistics.median(walls[True]),
+        "wall_accounted": statistics.median(walls[False]),
+    }
+
+
+def print_accounting(cost):
+    """The accounting's cost per run: median, mean, charged and uncharged runs."""
+    print(
+        f"Python {sys.version.split()[0]}: accounting {cost['median'] * 1000:.2f} ms per run in the "
+        f"addon's hooks (median of {cost['runs']}; mean {cost['mean'] * 1000:.2f} ms); "
+        f"{cost['charged_runs']} runs charged (C heap read): median {cost['charged'] * 1000:.2f} ms, "
+        f"the others {cost['uncharged'] * 1000:.2f} ms; job {cost['wall_accounted'] * 1000:.1f} ms "
+        f"with the hooks, {cost['wall_bypassed'] * 1000:.1f} ms without."
+    )
 
 
 def print_breakdown(breakdown):
     """The median microseconds per run of each part of the accounting."""
-    print("| part of the accounting | median per run (us) | 90th percentile (us) |")
-    print("|---|---:|---:|")
+    print("| part of the accounting | median per run (us) | mean (us) | 90th percentile (us) |")
+    print("|---|---:|---:|---:|")
     for label in [label for label, _where, _name in PARTS] + [ROUND_TRIP]:
         values = sorted(breakdown.get(label) or [0.0])
         ninetieth = values[min(len(values) - 1, int(0.9 * len(values)))]
-        print(f"| {label} | {statistics.median(values) * 1e6:.0f} | {ninetieth * 1e6:.0f} |")
+        print(
+            f"| {label} | {statistics.median(values) * 1e6:.0f} | {statistics.fmean(values) * 1e6:.0f} "
+            f"| {ninetieth * 1e6:.0f} |"
+        )
 
 
 def print_table(walls, cpus, profiles, accounting, args):
@@ -464,13 +511,10 @@ def print_table(walls, cpus, profiles, accounting, args):
             f"| {name} | {len(walls[name])} | {wall:.2f} | {wall / median(walls, NO_ADDON):.3f} | {cpu:.2f} "
             f"| {cpu / median(cpus, NO_ADDON):.3f} | {peak} | {growth} | {site} |"
         )
-    spent, wall_bypassed, wall_accounted = accounting
+    spent = accounting["median"]
     print()
-    print(
-        f"Accounting alone, a no-op cron run {args.runs} times: {spent * 1000:.2f} ms per run in the "
-        f"addon's hooks (median); job {wall_accounted * 1000:.1f} ms with them, "
-        f"{wall_bypassed * 1000:.1f} ms without."
-    )
+    print(f"Accounting alone, a no-op cron run {args.runs} times:")
+    print_accounting(accounting)
     print()
     checks = (
         ("default settings", DEFAULT, NO_ADDON, TARGET_DEFAULT, "no addon"),
@@ -540,14 +584,10 @@ def main(argv=None):
         try:
             if args.accounting_only:
                 breakdown = {}
-                spent, without, with_ = accounting_cost(registry, args.runs, breakdown)
+                cost = accounting_cost(registry, args.runs, breakdown)
                 print_breakdown(breakdown)
                 print()
-                print(
-                    f"Python {sys.version.split()[0]}: accounting {spent * 1000:.2f} ms per run in the "
-                    f"addon's hooks (median of {args.runs}); job {with_ * 1000:.1f} ms with them, "
-                    f"{without * 1000:.1f} ms without."
-                )
+                print_accounting(cost)
                 return 0
             walls, cpus, profiles, trace_parts = run_modes(registry, cron_id, args)
             breakdown = {}

@@ -61,6 +61,26 @@ MAX_PENDING_RUNS = 100
 
 _pending = threading.local()
 
+#: Per process: runs of each healthy action since its last charged one, ``{(db, cron_id): runs}``.
+_uncharged_runs = {}
+#: Per process: the actions whose next run is charged, whatever their turn ``{(db, cron_id)}``:
+#: an uncharged run of theirs grew RSS or Python's blocks by the leak threshold.
+_charge_next = set()
+
+
+def _charged_turn(key, every):
+    """True when the run of the healthy action ``key`` is to be charged (every ``every``-th, per process)."""
+    if key in _charge_next:
+        _charge_next.discard(key)
+        _uncharged_runs.pop(key, None)
+        return True
+    runs = _uncharged_runs.get(key, 0) + 1
+    if runs >= every:
+        _uncharged_runs.pop(key, None)
+        return True
+    _uncharged_runs[key] = runs
+    return False
+
 
 def _pending_runs():
     """The runs measured in this thread that wait for the end of their job to be stored."""
@@ -286,6 +306,15 @@ class IrCron(models.Model):
                 auto = trace = not last or last <= fields.Datetime.now() - period
             if not trace and not odoo_runtime.setting(self.env, params.ACCOUNTING):
                 return None
+            # Charging reads the C heap (milliseconds): every run until the verdict is settled
+            # healthy, then one in N, and the run after an uncharged one that grew.
+            heap = (
+                trace
+                or job["memory_leak_state"] != verdicts.HEALTHY
+                or _charged_turn(
+                    (self.env.cr.dbname, self.id), odoo_runtime.setting(self.env, params.HEAP_EVERY)
+                )
+            )
             plan = {
                 "cron_id": self.id,
                 "name": job.get("cron_name") or self.sudo().cron_name,
@@ -295,6 +324,7 @@ class IrCron(models.Model):
                 "state_before": job["memory_leak_state"],
                 # The per-action switch counts the runs (every Nth is traced).
                 "counted": bool(job["memory_profile"]),
+                "heap": bool(heap),
             }
             if trace:
                 plan["frames"] = odoo_runtime.setting(self.env, params.PROFILE_FRAMES)
@@ -327,7 +357,7 @@ class IrCron(models.Model):
                     "Memory profiler: cannot start for cron %s; it runs untraced", plan["cron_id"]
                 )
         try:
-            before = accounting.read()
+            before = accounting.read(heap=plan["heap"])
         except Exception:
             _logger.exception("Memory accounting: cannot read before cron %s's run", plan["cron_id"])
             before = None
@@ -367,7 +397,9 @@ class IrCron(models.Model):
         try:
             if before is not None:
                 # Before the profile stops: its gc.collect() would credit the run with others' garbage.
-                charge = accounting.charge(before, accounting.read())
+                charge = accounting.charge(before, accounting.read(heap=plan["heap"]))
+                if charge["growth"] is None:
+                    self._memory_charge_next_if_grown(charge)
         except Exception:
             _logger.exception("Memory accounting: cannot read after cron %s's run", plan["cron_id"])
         result = None
@@ -402,6 +434,14 @@ class IrCron(models.Model):
         )
         if result is not None:
             self._memory_log_trace(plan, result)
+
+    def _memory_charge_next_if_grown(self, charge):
+        """An uncharged run whose RSS or Python blocks grew by the leak threshold: charge the next one."""
+        grew = max(
+            charge["rss_after"] - charge["rss_before"], charge["blocks_growth"] * accounting.BLOCK_BYTES
+        )
+        if grew > 0 and grew >= odoo_runtime.setting(self.env, params.LEAK_THRESHOLD) * MIB:
+            _charge_next.add((self.env.cr.dbname, self.id))
 
     def _memory_log_trace(self, plan, result):
         try:
@@ -455,20 +495,29 @@ class IrCron(models.Model):
 
         This runs after every job of every scheduled action, so the cheap path
         is one round trip: the savepoint, the ``INSERT`` of the accounted runs
-        and the query of the verdict's inputs are sent together. The savepoint
-        is not released (the job's commit does it: PostgreSQL keeps it until
-        then), and ``ir_cron`` is written only when something changed there.
+        and, when a run was charged, the query of the verdict's inputs are sent
+        together. The savepoint is not released (the job's commit does it:
+        PostgreSQL keeps it until then), and ``ir_cron`` is written only when
+        something changed there. Runs that were accounted, not charged
+        (``growth`` ``None``) cannot change the verdict: the query is left out.
         """
         cr = self.env.cr
         Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
-        window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         traced = any(row["profile"] is not None for row in rows)
+        judged = (
+            traced
+            or rows[0]["counted"]
+            or any(row["charge"] and row["charge"]["growth"] is not None for row in rows)
+        )
         # Built before anything is sent: a failure here leaves the transaction untouched.
         accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
         queries = [] if traced else [("SAVEPOINT memory_hygiene_runs", [])]
         if accounted:
             queries.append(Run._insert_accounted_query(accounted))
-        queries.append(Run._verdict_inputs_query(self.id, window))
+        if judged:
+            queries.append(
+                Run._verdict_inputs_query(self.id, odoo_runtime.setting(self.env, params.PROFILE_WINDOW))
+            )
         if traced:
             cr.execute("SAVEPOINT memory_hygiene_runs")
         try:
@@ -476,8 +525,9 @@ class IrCron(models.Model):
                 self._memory_record_traced([row for row in rows if row["profile"] is not None])
                 self.env.flush_all()  # the ORM's rows before the SQL that reads them
             cr.execute("; ".join(sql for sql, _params in queries), [p for _sql, ps in queries for p in ps])
-            inputs = Run._verdict_inputs_parse(cr.fetchall())
-            self._memory_update_verdict(inputs, rows[0], traced)
+            if judged:
+                inputs = Run._verdict_inputs_parse(cr.fetchall())
+                self._memory_update_verdict(inputs, rows[0], traced)
         except Exception:
             cr.execute("ROLLBACK TO SAVEPOINT memory_hygiene_runs")
             raise

@@ -24,6 +24,7 @@ ACCOUNTED_COLUMNS = (
     "heap_growth_mb",
     "blocks_growth",
     "growth_mb",
+    "charged",
     "fds_before",
     "fds_after",
     "fds_kept",
@@ -73,6 +74,11 @@ class MemoryCronRun(models.Model):
         digits=(16, 3),
         readonly=True,
         help="What grew during the run (after minus before): bytes in use in the C heap plus Python's small-object blocks, or RSS where the C library cannot tell. The verdict is made of it.",  # noqa: E501
+    )
+    charged = fields.Boolean(
+        readonly=True,
+        default=True,
+        help="The run's growth was measured (the C heap read before and after it). Every run of an action whose verdict is not settled is charged; of a healthy action, one in N (Settings).",  # noqa: E501
     )
     heap_growth_mb = fields.Float(string="Heap growth (MiB)", digits=(16, 3), readonly=True)
     blocks_growth = fields.Integer(string="Python blocks kept", readonly=True)
@@ -141,7 +147,11 @@ class MemoryCronRun(models.Model):
         values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
         return (
             f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
-            [row.get(column) for row in rows for column in ACCOUNTED_COLUMNS],
+            [
+                row.get(column, row.get("growth_mb") is not None) if column == "charged" else row.get(column)
+                for row in rows
+                for column in ACCOUNTED_COLUMNS
+            ],
         )
 
     @api.model
@@ -161,6 +171,7 @@ class MemoryCronRun(models.Model):
                 "start": result.started_at.replace(microsecond=0),
                 "duration": result.duration,
                 "state": state,
+                "charged": charge.get("growth") is not None,
                 "trace": "interrupted" if result.interrupted else "traced",
                 "auto_traced": auto,
                 "host": odoo_runtime.host_name(),
@@ -221,7 +232,7 @@ class MemoryCronRun(models.Model):
             """
             (SELECT 'run', id, start, growth_mb
                FROM memory_cron_run
-              WHERE cron_id = %s
+              WHERE cron_id = %s AND growth_mb IS NOT NULL
            ORDER BY start DESC, id DESC
               LIMIT %s)
             UNION ALL
@@ -247,10 +258,16 @@ class MemoryCronRun(models.Model):
 
     @api.model
     def _growth_by_cron(self, since):
-        """``{cron_id: {"growth_mb", "runs", "fds_kept"}}``: charged to each action since ``since``."""
+        """``{cron_id: {"growth_mb", "runs", "charged", "fds_kept"}}``: each action's, since ``since``.
+
+        ``growth_mb`` (MiB): the growth charged to the action's runs. A healthy
+        action has one run in N charged (the others are accounted, not
+        charged): its growth is the charged runs' mean times its runs.
+        ``runs``: runs since ``since``; ``charged``: of which charged.
+        """
         self.env.cr.execute(
             """
-            SELECT cron_id, SUM(growth_mb), COUNT(*), SUM(fds_kept)
+            SELECT cron_id, SUM(growth_mb), COUNT(growth_mb), COUNT(*), SUM(fds_kept)
               FROM memory_cron_run
              WHERE start >= %s
           GROUP BY cron_id
@@ -258,8 +275,13 @@ class MemoryCronRun(models.Model):
             [since],
         )
         return {
-            cron_id: {"growth_mb": growth or 0.0, "runs": runs, "fds_kept": fds or 0}
-            for cron_id, growth, runs, fds in self.env.cr.fetchall()
+            cron_id: {
+                "growth_mb": (growth or 0.0) * runs / charged if charged else 0.0,
+                "runs": runs,
+                "charged": charged,
+                "fds_kept": fds or 0,
+            }
+            for cron_id, growth, charged, runs, fds in self.env.cr.fetchall()
         }
 
     @api.autovacuum
@@ -309,7 +331,8 @@ def accounted_values(charge):
         "vms_after_mb": charge["vms_after"] / MIB,
         "heap_growth_mb": heap / MIB if heap is not None else None,
         "blocks_growth": charge["blocks_growth"],
-        "growth_mb": charge["growth"] / MIB,
+        "growth_mb": charge["growth"] / MIB if charge["growth"] is not None else None,
+        "charged": charge["growth"] is not None,
         "fds_before": fds_before or 0,
         "fds_after": fds_after or 0,
         "fds_kept": (fds_after or 0) - (fds_before or 0),

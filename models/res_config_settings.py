@@ -40,6 +40,7 @@ PARAM_FIELDS = {
     "memory_leak_threshold": params.LEAK_THRESHOLD,
     "memory_profile_retention_days": params.PROFILE_RETENTION_DAYS,
     "memory_trace_period_hours": params.TRACE_PERIOD_HOURS,
+    "memory_heap_every": params.HEAP_EVERY,
     "memory_report_webhook_url": params.REPORT_WEBHOOK_URL,
 }
 
@@ -193,6 +194,12 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=params.TRACE_PERIOD_HOURS,
         default=_default(params.TRACE_PERIOD_HOURS),
         help="A suspect scheduled action has its next run traced by itself, at most once in this period.",
+    )
+    memory_heap_every = fields.Integer(
+        string="Charge every Nth run of a healthy action",
+        config_parameter=params.HEAP_EVERY,
+        default=_default(params.HEAP_EVERY),
+        help="Every run is accounted; charging it reads the C heap (glibc's mallinfo2, a millisecond or more). Runs of an action that is not healthy are all charged; a healthy one's every Nth run (in each worker), and the run after one whose RSS or Python blocks grew. 1: charge every run.",  # noqa: E501
     )
     memory_report_recipient_ids = fields.Many2many(
         "res.users",

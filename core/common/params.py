@@ -77,6 +77,7 @@ PROFILE_RETENTION_DAYS = PREFIX + "profile_retention_days"
 ACCOUNTING = PREFIX + "accounting"
 AUTO_TRACE = PREFIX + "auto_trace"
 TRACE_PERIOD_HOURS = PREFIX + "trace_period_hours"
+HEAP_EVERY = PREFIX + "heap_every"
 # Leak report.
 REPORT_RECIPIENT_IDS = PREFIX + "report_recipient_ids"
 REPORT_WEBHOOK_URL = PREFIX + "report_webhook_url"
@@ -117,6 +118,7 @@ PARAMS = {
         _p(
             "trace_period_hours", "At most one automatic trace per action every (hours)", int, 24, 1, 24 * 365
         ),
+        _p("heap_every", "Charge every Nth run of a healthy action (C heap read)", int, 10, 1, 10_000),
         _p("report_recipient_ids", "Leak report recipients (user ids)", str, ""),
         _p("report_webhook_url", "Leak report webhook URL", str, ""),
         _p("storm_requests", "Recycle storm: workers ending under (requests)", int, 20, 1, 10**9),

@@ -31,6 +31,10 @@ class TestMemoryLeakJob(models.AbstractModel):
         LEAK.append(bytearray(MIB))  # the appending line: about 1 MiB kept per run
 
     @api.model
+    def _job_keep_small_objects(self):
+        LEAK.append([(number,) for number in range(20_000)])  # 40 000 small objects kept per run
+
+    @api.model
     def _job_churn(self):
         chunks = [bytearray(MIB) for _ in range(8)]  # 8 MiB allocated, all freed on return
         return len(chunks)

@@ -329,3 +329,77 @@ class TestLeakDetection(ProfilerCase):
         run = self.runs(cron)
         self.assertEqual(run.trace, "traced")
         self.assertAlmostEqual(run.traced_growth_mb, 1, delta=0.25)
+
+
+@tagged("post_install", "-at_install")
+class TestChargedRuns(ProfilerCase):
+    """Every run is accounted; charging it reads the C heap: every run until healthy, then one in N."""
+
+    def setUp(self):
+        super().setUp()
+        # Growth of an uncharged run charges the next one: 64 MiB keeps a churning job's RSS out of it.
+        self.icp.set_param(params.LEAK_THRESHOLD, "64")
+
+    def healthy_cron(self, method="_job_churn"):
+        cron = self.make_job_cron(method)
+        self.run_job(cron, self.window)
+        self.assertEqual(cron.memory_leak_state, "healthy", cron.memory_leak_reason)
+        self.assertTrue(all(self.runs(cron, traced=False).mapped("charged")), "every run until settled")
+        return cron
+
+    def growth_column(self, runs):
+        """``growth_mb`` as stored (``None`` where the run was not charged; the ORM reads 0.0)."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT growth_mb FROM memory_cron_run WHERE id IN %s ORDER BY id", [tuple(runs.ids)]
+        )
+        return [growth for (growth,) in self.env.cr.fetchall()]
+
+    def test_a_healthy_action_is_charged_one_run_in_n(self):
+        self.icp.set_param(params.HEAP_EVERY, "3")
+        cron = self.healthy_cron()
+        self.run_job(cron, 6)
+        later = self.runs(cron, traced=False)[self.window :]
+        self.assertEqual(later.mapped("charged"), [False, False, True, False, False, True])
+        growth = self.growth_column(later)
+        self.assertEqual([g is None for g in growth], [True, True, False, True, True, False])
+        for run in later:
+            self.assertGreater(run.duration, 0, "accounted all the same")
+            self.assertGreater(run.rss_after_mb, 0)
+            self.assertGreater(run.fds_after, 0)
+        self.assertEqual(cron.memory_leak_state, "healthy")
+        self.assertAlmostEqual(cron.memory_growth_run_mb, 0, delta=0.5, msg="the charged runs' mean")
+
+    def test_every_run_charged_with_n_1(self):
+        self.icp.set_param(params.HEAP_EVERY, "1")
+        cron = self.healthy_cron()
+        self.run_job(cron, 3)
+        self.assertTrue(all(self.runs(cron, traced=False).mapped("charged")))
+
+    def test_an_uncharged_run_whose_python_blocks_grew_charges_the_next(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        self.icp.set_param(params.LEAK_THRESHOLD, "0.5")
+        cron = self.healthy_cron("_job_churn_3mib")
+        cron.ir_actions_server_id.code = "model._job_keep_small_objects()"
+        self.run_job(cron, 2)
+        later = self.runs(cron, traced=False)[self.window :]
+        self.assertEqual(later.mapped("charged"), [False, True], "40 000 Python objects kept: measure")
+        self.assertGreater(later[0].blocks_growth, 20_000)
+        self.assertGreater(later[1].growth_mb, 1, "the charged run is charged what it kept")
+
+    def test_a_leak_that_starts_in_a_healthy_action_is_found(self):
+        """A healthy action that starts keeping 1 MiB per run: its charged runs see it, then every run."""
+        self.icp.set_param(params.HEAP_EVERY, "2")
+        self.icp.set_param(params.LEAK_THRESHOLD, "0.5")
+        cron = self.healthy_cron("_job_churn_3mib")
+        cron.ir_actions_server_id.code = "model._job_leak()"
+        for _run in range(4 * self.window):
+            self.run_job(cron)
+            if cron.memory_leak_state == "leaking":
+                break
+        self.assertEqual(cron.memory_leak_state, "leaking", cron.memory_leak_reason)
+        traced = self.runs(cron)
+        self.assertEqual(len(traced), 1)
+        self.assertTrue(traced.auto_traced)
+        leak_file, leak_line = _line_of("LEAK.append(bytearray(MIB))  # the appending line")
+        self.assertEqual(traced.top_site, f"{leak_file}:{leak_line}")

@@ -288,22 +288,26 @@ class MemoryCronRun(models.Model):
     def _gc_runs(self):
         """Remove runs older than the retention, in bounded chunks; the newest K of each cron stay.
 
-        The last ``profile_window`` runs of every scheduled action are what its
-        verdict is made of, so they are kept however old they are.
+        The last ``profile_window`` charged runs of every scheduled action are
+        what its verdict is made of, so they are kept however old they are, and
+        so are its last ``profile_window`` runs.
         """
         days = odoo_runtime.setting(self.env, params.PROFILE_RETENTION_DAYS)
         window = odoo_runtime.setting(self.env, params.PROFILE_WINDOW)
         self.env.cr.execute(
             """
             SELECT id FROM (
-                SELECT id, start,
-                       row_number() OVER (PARTITION BY cron_id ORDER BY start DESC, id DESC) AS age
+                SELECT id, start, growth_mb IS NOT NULL AS charged,
+                       row_number() OVER (PARTITION BY cron_id ORDER BY start DESC, id DESC) AS age,
+                       row_number() OVER (
+                           PARTITION BY cron_id, growth_mb IS NOT NULL ORDER BY start DESC, id DESC
+                       ) AS age_among_alike
                   FROM memory_cron_run
             ) runs
-             WHERE start < %s AND age > %s
+             WHERE start < %s AND age > %s AND NOT (charged AND age_among_alike <= %s)
              LIMIT %s
             """,
-            [fields.Datetime.now() - timedelta(days=days), window, compat.GC_UNLINK_LIMIT],
+            [fields.Datetime.now() - timedelta(days=days), window, window, compat.GC_UNLINK_LIMIT],
         )
         ids = [row[0] for row in self.env.cr.fetchall()]
         self.browse(ids).unlink()

@@ -52,6 +52,31 @@ class TestCronRun(CronRunCase):
         self.assertTrue(all(r.exists() for r in other_old), "within the window of their cron")
         self.assertTrue(recent.exists())
 
+    def test_autovacuum_keeps_the_charged_runs_of_the_verdict(self):
+        """A healthy action charges one run in N: the verdict's K charged runs stay, behind uncharged ones."""
+        window = params.PARAMS[params.PROFILE_WINDOW].default
+        old = (datetime.now() - timedelta(days=40)).replace(microsecond=0)
+        self.env["memory.cron.run"]._insert_accounted(
+            [
+                {
+                    "cron_id": self.cron.id,
+                    "start": old + timedelta(minutes=minute),
+                    "state": "ok",
+                    "trace": "no",
+                    "growth_mb": 0.01 if minute < window + 2 else None,
+                }
+                for minute in range(2 * window + 4)
+            ]
+        )
+        self.env["memory.cron.run"]._gc_runs()
+        kept = self.env["memory.cron.run"].search([("cron_id", "=", self.cron.id)], order="start, id")
+        self.assertEqual(
+            [run.start for run in kept],
+            [old + timedelta(minutes=m) for m in range(2, window + 2)]
+            + [old + timedelta(minutes=m) for m in range(window + 4, 2 * window + 4)],
+        )
+        self.assertEqual(kept.mapped("charged"), [True] * window + [False] * window)
+
     def test_autovacuum_is_bounded(self):
         old = datetime.now() - timedelta(days=40)
         for i in range(8):

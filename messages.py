@@ -19,7 +19,8 @@ def report_say(env):
     sentences = {
         "cron": lambda f: env._('Scheduled action "%(name)s" (id %(id)s): %(reason)s', **f),
         "growth": lambda f: env._(
-            "Scheduled actions were charged %(total_mb)+.1f MiB of growth in 24 h", **f
+            "Scheduled actions were charged %(total_mb)+.1f MiB of growth in 24 h (a healthy action: its charged runs' mean times its runs)",  # noqa: E501
+            **f,
         ),
         "process": lambda f: env._(
             "%(kind)s process %(pid)s on %(host)s grew %(growth_mb)+.0f MiB in %(hours).1f h (RSS now %(rss_mb).0f MiB)",  # noqa: E501

@@ -43,6 +43,8 @@ LEAK_STATES = [
     (verdicts.LEAKING, "Leaking"),
 ]
 
+#: True while "Run Manually" runs in this thread: such a run is always charged.
+MANUAL_RUN = contextvars.ContextVar("memory_hygiene_manual_run", default=False)
 #: The job under way in this thread: its ``ir_cron`` row as ``_acquire_one_job`` read it.
 RUNNING_JOB = contextvars.ContextVar("memory_hygiene_running_job", default=None)
 #: The columns of that row a run's plan reads.
@@ -62,6 +64,8 @@ MAX_PENDING_RUNS = 100
 _pending = threading.local()
 
 #: Per process: runs of each healthy action since its last charged one, ``{(db, cron_id): runs}``.
+#: An action not in it has its next run charged: the first in each process (a worker recycled
+#: before N runs still charges some).
 _uncharged_runs = {}
 #: Per process: the actions whose next run is charged, whatever their turn ``{(db, cron_id)}``:
 #: an uncharged run of theirs grew RSS or Python's blocks by the leak threshold.
@@ -74,11 +78,11 @@ def _charged_turn(key, every):
         _charge_next.discard(key)
         _uncharged_runs.pop(key, None)
         return True
-    runs = _uncharged_runs.get(key, 0) + 1
-    if runs >= every:
-        _uncharged_runs.pop(key, None)
+    runs = _uncharged_runs.get(key)
+    if runs is None or runs + 1 >= every:
+        _uncharged_runs[key] = 0
         return True
-    _uncharged_runs[key] = runs
+    _uncharged_runs[key] = runs + 1
     return False
 
 
@@ -118,7 +122,7 @@ class IrCron(models.Model):
         readonly=True,
         copy=False,
         index=True,
-        help="From the growth charged to the last runs of this action (never the process's size): suspect when every run grows (its next run is then traced by itself), leaking when a traced run shows what it keeps, healthy when what the runs take they give back.",  # noqa: E501
+        help="From the growth charged to the last charged runs of this action (never the process's size): suspect when every run grows (its next run is then traced by itself), leaking when a traced run shows what it keeps, healthy when what the runs take they give back.",  # noqa: E501
     )
     memory_leak_reason = fields.Char(string="Memory verdict", readonly=True, copy=False)
     memory_last_trace = fields.Datetime(
@@ -133,7 +137,7 @@ class IrCron(models.Model):
         string="Growth per day (MiB)",
         digits=(16, 2),
         compute="_compute_memory_growth",
-        help="Growth charged to this action's runs over the last 24 hours.",
+        help="Growth charged to this action's runs over the last 24 hours: the mean of its charged runs times its runs (a healthy action has one run in N charged).",  # noqa: E501
     )
     memory_growth_run_mb = fields.Float(
         string="Growth per run (MiB)", digits=(16, 3), compute="_compute_memory_growth"
@@ -223,13 +227,22 @@ class IrCron(models.Model):
         )
 
     def method_direct_trigger(self):
-        """18.0's "Run Manually" runs the server action without ``_callback``: account it here.
+        """ "Run Manually": a run that is always charged (an admin who presses it wants the figure).
 
-        Settings admins only, like Odoo's own (which needs write access to
+        18.0's runs the server action without ``_callback``: it is accounted in
+        :meth:`_memory_direct_trigger`. Settings admins only, like Odoo's own (which needs write access to
         ``ir.cron``, granted to Settings admins alone): checked on both series,
         before the accounting reads its settings or counts the run.
         """
         access.check_admin(self.env)
+        token = MANUAL_RUN.set(True)
+        try:
+            return self._memory_direct_trigger()
+        finally:
+            MANUAL_RUN.reset(token)
+
+    def _memory_direct_trigger(self):
+        """Odoo's "Run Manually", accounted where ``_callback`` does not do it (18.0)."""
         if not compat.RUN_MANUALLY_SKIPS_CALLBACK:
             return super().method_direct_trigger()
         self.ensure_one()
@@ -307,9 +320,10 @@ class IrCron(models.Model):
             if not trace and not odoo_runtime.setting(self.env, params.ACCOUNTING):
                 return None
             # Charging reads the C heap (milliseconds): every run until the verdict is settled
-            # healthy, then one in N, and the run after an uncharged one that grew.
+            # healthy, then one in N, the run after an uncharged one that grew, and Run Manually.
             heap = (
                 trace
+                or MANUAL_RUN.get()
                 or job["memory_leak_state"] != verdicts.HEALTHY
                 or _charged_turn(
                     (self.env.cr.dbname, self.id), odoo_runtime.setting(self.env, params.HEAP_EVERY)
@@ -326,6 +340,8 @@ class IrCron(models.Model):
                 "counted": bool(job["memory_profile"]),
                 "heap": bool(heap),
             }
+            if not heap:  # read now: the run is measured after its commit on 18.0 (no query there)
+                plan["threshold"] = odoo_runtime.setting(self.env, params.LEAK_THRESHOLD) * MIB
             if trace:
                 plan["frames"] = odoo_runtime.setting(self.env, params.PROFILE_FRAMES)
                 plan["top_n"] = odoo_runtime.setting(self.env, params.PROFILE_TOP_N)
@@ -399,7 +415,7 @@ class IrCron(models.Model):
                 # Before the profile stops: its gc.collect() would credit the run with others' garbage.
                 charge = accounting.charge(before, accounting.read(heap=plan["heap"]))
                 if charge["growth"] is None:
-                    self._memory_charge_next_if_grown(charge)
+                    self._memory_charge_next_if_grown(charge, plan["threshold"])
         except Exception:
             _logger.exception("Memory accounting: cannot read after cron %s's run", plan["cron_id"])
         result = None
@@ -435,12 +451,12 @@ class IrCron(models.Model):
         if result is not None:
             self._memory_log_trace(plan, result)
 
-    def _memory_charge_next_if_grown(self, charge):
-        """An uncharged run whose RSS or Python blocks grew by the leak threshold: charge the next one."""
+    def _memory_charge_next_if_grown(self, charge, threshold):
+        """An uncharged run whose RSS or Python blocks grew by ``threshold`` bytes: charge the next one."""
         grew = max(
             charge["rss_after"] - charge["rss_before"], charge["blocks_growth"] * accounting.BLOCK_BYTES
         )
-        if grew > 0 and grew >= odoo_runtime.setting(self.env, params.LEAK_THRESHOLD) * MIB:
+        if grew >= threshold:
             _charge_next.add((self.env.cr.dbname, self.id))
 
     def _memory_log_trace(self, plan, result):

@@ -77,8 +77,7 @@ class MemoryCronRun(models.Model):
     )
     charged = fields.Boolean(
         readonly=True,
-        default=True,
-        help="The run's growth was measured (the C heap read before and after it). Every run of an action whose verdict is not settled is charged; of a healthy action, one in N (Settings).",  # noqa: E501
+        help="The run's growth was measured (the C heap read before and after it). Charged: every run of an action whose verdict is not settled, traced runs, Run Manually, one run in N of a healthy action (Settings), and the run after one whose RSS or Python blocks grew by the leak threshold.",  # noqa: E501
     )
     heap_growth_mb = fields.Float(string="Heap growth (MiB)", digits=(16, 3), readonly=True)
     blocks_growth = fields.Integer(string="Python blocks kept", readonly=True)
@@ -134,6 +133,12 @@ class MemoryCronRun(models.Model):
     line_ids = fields.One2many("memory.cron.run.line", "run_id", string="Top allocations", readonly=True)
     top_text = fields.Text(string="Top allocations (log)", readonly=True, prefetch=False)
     error = fields.Text(readonly=True, prefetch=False)
+
+    def init(self):
+        # Rows stored before runs could go uncharged were all charged: their growth says so.
+        self.env.cr.execute(
+            "UPDATE memory_cron_run SET charged = TRUE WHERE charged IS NOT TRUE AND growth_mb IS NOT NULL"
+        )
 
     @api.model
     def _insert_accounted(self, rows):
@@ -260,29 +265,44 @@ class MemoryCronRun(models.Model):
     def _growth_by_cron(self, since):
         """``{cron_id: {"growth_mb", "runs", "charged", "fds_kept"}}``: each action's, since ``since``.
 
-        ``growth_mb`` (MiB): the growth charged to the action's runs. A healthy
-        action has one run in N charged (the others are accounted, not
-        charged): its growth is the charged runs' mean times its runs.
-        ``runs``: runs since ``since``; ``charged``: of which charged.
+        ``growth_mb`` (MiB): the growth charged to the action's runs since
+        ``since``, estimated: a healthy action has one run in N charged (the
+        others are accounted, not charged), so its growth is the mean of its
+        charged runs times its runs; with no charged run since ``since``, the
+        mean of its last K charged runs (K: the verdict window), whatever their
+        age. ``runs``: runs since ``since``; ``charged``: of which charged.
         """
         self.env.cr.execute(
             """
-            SELECT cron_id, SUM(growth_mb), COUNT(growth_mb), COUNT(*), SUM(fds_kept)
-              FROM memory_cron_run
-             WHERE start >= %s
-          GROUP BY cron_id
+            SELECT runs.cron_id, runs.growth, runs.charged, runs.runs, runs.fds,
+                   CASE WHEN runs.charged = 0 THEN (
+                       SELECT AVG(last.growth_mb) FROM (
+                           SELECT growth_mb FROM memory_cron_run
+                            WHERE cron_id = runs.cron_id AND growth_mb IS NOT NULL
+                         ORDER BY start DESC, id DESC
+                            LIMIT %s
+                       ) last
+                   ) END
+              FROM (
+                SELECT cron_id, SUM(growth_mb) AS growth, COUNT(growth_mb) AS charged, COUNT(*) AS runs,
+                       SUM(fds_kept) AS fds
+                  FROM memory_cron_run
+                 WHERE start >= %s
+              GROUP BY cron_id
+              ) runs
             """,
-            [since],
+            [odoo_runtime.setting(self.env, params.PROFILE_WINDOW), since],
         )
-        return {
-            cron_id: {
-                "growth_mb": (growth or 0.0) * runs / charged if charged else 0.0,
+        figures = {}
+        for cron_id, growth, charged, runs, fds, recent_mean in self.env.cr.fetchall():
+            mean = growth / charged if charged else recent_mean
+            figures[cron_id] = {
+                "growth_mb": (mean or 0.0) * runs,
                 "runs": runs,
                 "charged": charged,
                 "fds_kept": fds or 0,
             }
-            for cron_id, growth, charged, runs, fds in self.env.cr.fetchall()
-        }
+        return figures
 
     @api.autovacuum
     def _gc_runs(self):
@@ -298,13 +318,14 @@ class MemoryCronRun(models.Model):
             """
             SELECT id FROM (
                 SELECT id, start, growth_mb IS NOT NULL AS charged,
-                       row_number() OVER (PARTITION BY cron_id ORDER BY start DESC, id DESC) AS age,
-                       row_number() OVER (
-                           PARTITION BY cron_id, growth_mb IS NOT NULL ORDER BY start DESC, id DESC
-                       ) AS age_among_alike
+                       row_number() OVER newest_first AS age,
+                       count(growth_mb) OVER newest_first AS charged_age
                   FROM memory_cron_run
+                WINDOW newest_first AS (
+                           PARTITION BY cron_id ORDER BY start DESC, id DESC ROWS UNBOUNDED PRECEDING
+                       )
             ) runs
-             WHERE start < %s AND age > %s AND NOT (charged AND age_among_alike <= %s)
+             WHERE start < %s AND age > %s AND NOT (charged AND charged_age <= %s)
              LIMIT %s
             """,
             [fields.Datetime.now() - timedelta(days=days), window, window, compat.GC_UNLINK_LIMIT],

@@ -154,6 +154,32 @@ class TestLeakReport(CronRunCase):
         self.assertAlmostEqual(self.cron.memory_growth_run_mb, 4.5)
         self.assertEqual(self.cron.memory_fds_kept, 2)
 
+    def test_growth_of_a_healthy_action_is_estimated_from_its_charged_runs(self):
+        """One run in N charged: their mean times the runs; none charged today: the last K charged ones'."""
+        now = fields.Datetime.now()
+        other = self.cron.copy({"name": "Rare (memory_hygiene test)"})
+
+        def run(cron, hours_ago, growth):
+            return {
+                "cron_id": cron.id,
+                "start": now - timedelta(hours=hours_ago),
+                "state": "ok",
+                "trace": "no",
+                "growth_mb": growth,
+            }
+
+        self.env["memory.cron.run"]._insert_accounted(
+            [run(self.cron, 1, 0.3), run(self.cron, 2, 0.1)]
+            + [run(self.cron, 3 + hour, None) for hour in range(8)]
+            + [run(other, 72, 2.0), run(other, 96, 4.0)]
+            + [run(other, hour, None) for hour in range(1, 6)]
+        )
+        (self.cron | other).invalidate_recordset()
+        self.assertAlmostEqual(self.cron.memory_growth_run_mb, 0.2)
+        self.assertAlmostEqual(self.cron.memory_growth_day_mb, 0.2 * 10)
+        self.assertAlmostEqual(other.memory_growth_run_mb, 3.0, msg="no run charged today: the last ones")
+        self.assertAlmostEqual(other.memory_growth_day_mb, 3.0 * 5)
+
     def test_recipients_default_to_the_settings_admins(self):
         recipients = self.Report._recipients()
         self.assertIn(self.admin, recipients)

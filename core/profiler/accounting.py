@@ -1,8 +1,10 @@
 """Accounting of every scheduled-action run: what can be read in microseconds, before and after.
 
-No ``gc.collect()``, no tracemalloc: a :func:`read` costs some tens of
-microseconds (two small ``/proc`` reads and a few counters), so every run of
-every scheduled action can afford two of them::
+No ``gc.collect()``, no tracemalloc: a :func:`read` without the C heap
+(``read(heap=False)``) costs some tens of microseconds (one ``pread`` of
+``/proc/self/statm``, a listing of ``/proc/self/fd`` and a few counters), so
+every run of every scheduled action can afford two of them; the C heap is
+read on the runs that are charged (see *What it costs* below)::
 
     >>> before = read()
     >>> kept = bytearray(4 * MIB)
@@ -36,7 +38,7 @@ charge (``models/ir_cron.py``: every run of an action whose verdict is not
 settled, one in N of a healthy one)::
 
     >>> skipped = charge(read(heap=False), read(heap=False))
-    >>> skipped["growth"] is None or not heap_readable()   # not charged (or RSS, without mallinfo2)
+    >>> skipped["growth"] is None if heap_readable() else skipped["growth"] is not None
     True
 """
 
@@ -44,6 +46,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import threading
 import time
 import tracemalloc
 
@@ -132,19 +135,33 @@ _HAS_PROC = os.path.exists(_STATM) and os.path.isdir(_FD_DIR)
 
 #: ``/proc/self/statm`` kept open by the process that opened it: ``{"pid", "fd"}``.
 _statm = {"pid": None, "fd": None}
+_statm_lock = threading.Lock()
 
 
 def _statm_fd():
-    # /proc/self is resolved when opened: a forked worker's inherited descriptor
-    # reads its parent. Each process opens its own (close-on-exec, as os.open makes it).
+    # /proc/self is resolved when opened: a descriptor inherited through fork reads the
+    # parent. Each process opens its own (close-on-exec, as os.open makes it), once,
+    # under a lock: two threads of a fresh process must not both open (or close) it.
     pid = os.getpid()
     if _statm["pid"] != pid:
-        inherited = _statm["fd"]
-        _statm.update(pid=pid, fd=os.open(_STATM, os.O_RDONLY))
-        if inherited is not None:
-            with contextlib.suppress(OSError):
-                os.close(inherited)
+        with _statm_lock:
+            if _statm["pid"] != pid:
+                fd = os.open(_STATM, os.O_RDONLY)
+                _statm.update(pid=pid, fd=fd)
     return _statm["fd"]
+
+
+def _forget_statm_in_child():
+    """In a forked child: close the parent's descriptor at once (its number is free again)."""
+    inherited = _statm["fd"]
+    _statm.update(pid=None, fd=None)
+    if inherited is not None:
+        with contextlib.suppress(OSError):
+            os.close(inherited)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_statm_in_child)
 
 
 def memory():
@@ -183,9 +200,11 @@ def read(heap=True):
     it does not trace): a traced run is not charged with it.
 
     :param heap: read the C heap (``mallinfo2``, the one figure that costs
-        milliseconds); ``False``: ``heap`` is ``None`` and ``heap_skipped`` True.
-        ``heap`` is ``None`` without ``mallinfo2`` too; ``fds`` is ``None``
-        where the OS does not tell.
+        milliseconds); ``False``: ``heap`` is ``None`` and ``heap_skipped`` True
+        (the run is accounted, not charged). Without ``mallinfo2``, ``heap`` is
+        ``None`` and ``heap_skipped`` False either way: the charge is then RSS
+        growth, which costs nothing more. ``fds`` is ``None`` where the OS does
+        not tell.
     """
     rss, vms = memory()
     times = os.times()
@@ -195,7 +214,8 @@ def read(heap=True):
         "rss": rss,
         "vms": vms,
         "heap": heap_in_use() if heap else None,
-        "heap_skipped": not heap,
+        # Without mallinfo2 the charge is RSS, read every time: nothing is skipped.
+        "heap_skipped": not heap and heap_readable(),
         "blocks": sys.getallocatedblocks(),
         "fds": fd_count(),
         "tracemalloc": tracemalloc.get_tracemalloc_memory(),

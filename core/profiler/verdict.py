@@ -1,13 +1,14 @@
 """Is a scheduled action leaking? A verdict from the growth charged to its own runs.
 
-Every run is accounted (``core/profiler/accounting.py``): it is charged with what grew
-*during* it, so crons interleaved in one worker do not blame each other. Some
-runs are also traced (tracemalloc, ``core/profiler/leakprof.py``): the trace says what
+Every run is accounted (``core/profiler/accounting.py``); a charged run is charged
+with what grew *during* it, so crons interleaved in one worker do not blame each
+other (runs that were not charged have no growth, and no say here). Some runs
+are also traced (tracemalloc, ``core/profiler/leakprof.py``): the trace says what
 Python memory the run kept after ``gc.collect()``. Over the last ``window``
-runs (oldest first), with ``threshold_mb`` the growth per run that counts:
+charged runs (oldest first), with ``threshold_mb`` the growth per run that counts:
 
 ========== ===============================================================================
-unknown    fewer than ``window`` accounted runs
+unknown    fewer than ``window`` charged runs
 leaking    every run grew, and a traced run of this action kept at least the threshold
            (Python keeps it: the line and its holder are named), or every run grew by at
            least the threshold while the trace shows Python keeps nothing (outside Python)

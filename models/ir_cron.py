@@ -1,7 +1,6 @@
 import contextvars
 import logging
 import os
-import socket
 import threading
 import traceback
 from datetime import timedelta
@@ -227,12 +226,13 @@ class IrCron(models.Model):
         )
 
     def method_direct_trigger(self):
-        """ "Run Manually": a run that is always charged (an admin who presses it wants the figure).
+        """Run Manually: a run that is always charged (an admin who presses it wants the figure).
 
         18.0's runs the server action without ``_callback``: it is accounted in
-        :meth:`_memory_direct_trigger`. Settings admins only, like Odoo's own (which needs write access to
-        ``ir.cron``, granted to Settings admins alone): checked on both series,
-        before the accounting reads its settings or counts the run.
+        :meth:`_memory_direct_trigger`. Settings admins only, like Odoo's own
+        (which needs write access to ``ir.cron``, granted to Settings admins
+        alone): checked on both series, before the accounting reads its
+        settings or counts the run.
         """
         access.check_admin(self.env)
         token = MANUAL_RUN.set(True)
@@ -562,7 +562,8 @@ class IrCron(models.Model):
             )
 
     def _memory_accounted_values(self, rows):
-        host, pid = socket.gethostname(), os.getpid()
+        # The host name the snapshots and traced runs use (MEMORY_HYGIENE_HOST_NAME, odoo.conf, hostname).
+        host, pid = odoo_runtime.host_name(), os.getpid()
         return [
             {
                 **memory_cron_run.accounted_values(row["charge"]),

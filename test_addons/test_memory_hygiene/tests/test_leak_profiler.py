@@ -1,4 +1,5 @@
 import logging
+import os
 import pathlib
 import tracemalloc
 from datetime import timedelta
@@ -8,7 +9,7 @@ from odoo import fields
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
-from odoo.addons.memory_hygiene import compat
+from odoo.addons.memory_hygiene import compat, odoo_runtime
 from odoo.addons.memory_hygiene.core.common import params
 from odoo.addons.memory_hygiene.core.profiler import accounting, leakprof
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
@@ -414,3 +415,9 @@ class TestChargedRuns(ProfilerCase):
         self.assertFalse(self.runs(cron, traced=False)[-1].charged, "its turn is far")
         self.run_manually(cron)
         self.assertTrue(self.runs(cron, traced=False)[-1].charged, "Run Manually reads the heap")
+
+    def test_an_accounted_run_names_its_host_as_the_snapshots_do(self):
+        cron = self.make_job_cron("_job_churn")
+        with patch.dict(os.environ, {odoo_runtime.HOST_NAME_ENV: "odoo-blue"}):
+            self.run_job(cron)
+        self.assertEqual(self.runs(cron, traced=False).host, "odoo-blue")

@@ -77,6 +77,19 @@ class TestCronRun(CronRunCase):
         )
         self.assertEqual(kept.mapped("charged"), [True] * window + [False] * window)
 
+    def test_runs_stored_before_the_charged_column_are_marked_by_their_growth(self):
+        """Upgrading: a row with a growth and no ``charged`` value was charged; one without was not."""
+        Run = self.env["memory.cron.run"]
+        run = {"cron_id": self.cron.id, "start": datetime(2026, 1, 1), "state": "ok", "trace": "no"}
+        Run._insert_accounted([{**run, "growth_mb": 0.25}, {**run, "growth_mb": None}])
+        self.env.cr.execute("UPDATE memory_cron_run SET charged = NULL WHERE cron_id = %s", [self.cron.id])
+        Run.init()
+        self.env.cr.execute(
+            "SELECT growth_mb IS NOT NULL, charged FROM memory_cron_run WHERE cron_id = %s ORDER BY id",
+            [self.cron.id],
+        )
+        self.assertEqual(self.env.cr.fetchall(), [(True, True), (False, None)])
+
     def test_autovacuum_is_bounded(self):
         old = datetime.now() - timedelta(days=40)
         for i in range(8):

@@ -24,6 +24,7 @@ import psycopg2
 import psycopg2.errors
 
 import odoo
+import odoo.sql_db
 from odoo.tools import config
 
 from . import compat
@@ -257,6 +258,20 @@ def independent_cursor(env):
         return
     with cr:
         yield cr
+
+
+def execute_committed(db_name, sql, params):
+    """Run ``sql`` with ``params`` on database ``db_name`` in a transaction of its own, and commit it.
+
+    For work done outside any job or request (a process that exits): a new
+    cursor from the database's connection pool, committed when the block ends
+    (Odoo's cursor commits on a clean exit), closed in any case. Never under
+    the test runner: its tests must not commit.
+    """
+    if in_test_mode():
+        raise RuntimeError("execute_committed() under the test runner: nothing may commit there")
+    with odoo.sql_db.db_connect(db_name).cursor() as cr:
+        cr.execute(sql, params)
 
 
 def database_options():

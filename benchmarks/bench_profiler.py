@@ -16,7 +16,8 @@ job machinery (``ir.cron._process_job``, real cursors, commits), in five ways:
 Modes are interleaved, after one warm-up run; each runs ``--repeat`` times (10
 frames ``--repeat-10`` times), then "no addon" and "default settings" alternate
 for ``--pairs`` more pairs (ABBA), since their ratio is the one that needs many
-runs. For each mode the table gives the median wall time of the job and the
+runs, and "traced, 1 frame" and "bare tracemalloc" for ``--traced-pairs`` more
+pairs. For each mode the table gives the median wall time of the job and the
 median CPU time of this process during it (``time.process_time``): on a
 machine shared with other work the wall time measures the neighbours too, the
 CPU time does not, so the targets on ratios are judged on CPU time (the wall
@@ -26,9 +27,10 @@ holders, ``gc.collect()``, snapshots, diff) are timed and shown by median.
 Then the accounting's own cost: a no-op scheduled action run ``--runs`` times,
 with the addon's hooks timed from inside (plan, measure, store and verdict),
 the median per run; and in runs of their own, each part of the accounting
-timed alone (``/proc`` reads, ``getallocatedblocks``, ``mallinfo2``, the row
-write with the verdict's query), next to a bare ``SELECT 1`` on the same
-cursor. Targets: default settings <= 1.02 x no addon; accounting <= 1 ms per
+timed alone (``/proc`` reads, ``getallocatedblocks``, ``mallinfo2``, the
+store: an uncharged run's row kept waiting, or the round trip that writes the
+rows waiting with this job's and sends the verdict's query), next to a bare
+``SELECT 1`` on the same cursor. Targets: default settings <= 1.02 x no addon; accounting <= 1 ms per
 run at the median; traced (1 frame) <= 1.05 x bare tracemalloc.
 
 Usage, with the series' own Python::
@@ -270,7 +272,7 @@ PARTS = (
     ("mallinfo2", "accounting", "heap_in_use"),
     ("record cache size", "odoo_runtime", "record_cache_size"),
     ("cache release (18.0)", "compat", "release_run_cache"),
-    ("row write + verdict (one round trip)", "cron", "_memory_store"),
+    ("store: rows kept waiting, or one round trip", "cron", "_memory_store"),
 )
 #: For reference next to the parts: one bare round trip to PostgreSQL on the job's cursor.
 ROUND_TRIP = "for reference: SELECT 1 on the job's cursor"
@@ -557,6 +559,11 @@ def run_modes(registry, cron_id, args):
     for pair in range(args.pairs):
         for mode in (MODES[0], MODES[1]) if pair % 2 else (MODES[1], MODES[0]):
             one(mode)
+    # Traced / bare tracemalloc, the same way: one run of each is 15 to 60 s, long enough to drift.
+    traced, bare = MODES[2], MODES[4]
+    for pair in range(args.traced_pairs):
+        for mode in (traced, bare) if pair % 2 else (bare, traced):
+            one(mode)
     return walls, cpus, profiles, trace_parts
 
 
@@ -569,6 +576,9 @@ def main(argv=None):
     parser.add_argument("--repeat-10", type=int, default=1, help="runs with 10 frames (slow)")
     parser.add_argument(
         "--pairs", type=int, default=10, help="more runs of no addon / default settings, alternated"
+    )
+    parser.add_argument(
+        "--traced-pairs", type=int, default=2, help="more runs of traced (1 frame) / bare, alternated"
     )
     parser.add_argument("--runs", type=int, default=100, help="runs of the no-op cron (accounting cost)")
     parser.add_argument("--accounting-only", action="store_true", help="only the accounting's own cost")

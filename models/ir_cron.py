@@ -1,3 +1,4 @@
+import atexit
 import contextvars
 import logging
 import os
@@ -13,7 +14,7 @@ from ..core.batch import batching
 from ..core.common import params
 from ..core.common.say import as_codes
 from ..core.common.units import MIB
-from ..core.profiler import accounting, leakprof
+from ..core.profiler import accounting, deferred, leakprof
 from ..core.profiler import verdict as verdicts
 from . import memory_cron_run
 
@@ -69,6 +70,32 @@ _uncharged_runs = {}
 #: Per process: the actions whose next run is charged, whatever their turn ``{(db, cron_id)}``:
 #: an uncharged run of theirs grew RSS or Python's blocks by the leak threshold.
 _charge_next = set()
+
+
+#: Per process: rows of uncharged runs waiting to ride on another store of their database
+#: (``core/profiler/deferred.py``): the round trip of their own is most of such a run's cost.
+DEFERRED = deferred.DeferredRows()
+#: Under Odoo's test runner rows are written by their own job (tests read them right after it),
+#: unless a test of the deferral switches this on.
+DEFER_IN_TESTS = False
+
+
+def _defers_rows():
+    return DEFER_IN_TESTS or not odoo_runtime.in_test_mode()
+
+
+def _write_deferred_at_exit():
+    """At the process's exit: write the rows still waiting, each database in a transaction of its own."""
+    for db, rows in DEFERRED.drain().items():
+        try:
+            odoo_runtime.execute_committed(db, *memory_cron_run.insert_waiting_query(rows))
+        except Exception:
+            _logger.warning("Memory accounting: %s runs of database %s not written at exit", len(rows), db)
+
+
+# A forked child starts with none waiting (its parent writes its own); a process that exits writes its.
+os.register_at_fork(after_in_child=DEFERRED.clear_in_child)
+atexit.register(_write_deferred_at_exit)
 
 
 def _charged_turn(key, every):
@@ -507,18 +534,15 @@ class IrCron(models.Model):
             _logger.exception("Memory accounting: cannot store the runs of cron %s", self.ids)
 
     def _memory_store(self, rows):
-        """Insert the runs, refresh the verdict; in a savepoint: a failure never aborts the job's transaction.
+        """Store the job's runs of this action, or keep them waiting (:data:`DEFERRED`); refresh the verdict.
 
-        This runs after every job of every scheduled action, so the cheap path
-        is one round trip: the savepoint, the ``INSERT`` of the accounted runs
-        and, when a run was charged, the query of the verdict's inputs are sent
-        together. The savepoint is not released (the job's commit does it:
-        PostgreSQL keeps it until then), and ``ir_cron`` is written only when
-        something changed there. Runs that were accounted, not charged
-        (``growth`` ``None``) cannot change the verdict: the query is left out.
+        Runs that were accounted and not charged, failed none, traced none, and
+        counted by no switch cannot change the verdict: their rows wait in this
+        process for the next store of this database that writes (whichever
+        action's), and ride in its ``INSERT``. The others are written now, in
+        one round trip, with the rows waiting.
         """
-        cr = self.env.cr
-        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
+        db = self.env.cr.dbname
         traced = any(row["profile"] is not None for row in rows)
         judged = (
             traced
@@ -527,7 +551,46 @@ class IrCron(models.Model):
         )
         # Built before anything is sent: a failure here leaves the transaction untouched.
         accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
+        if (
+            not judged
+            and not any(row["error"] for row in rows)
+            and _defers_rows()
+            and DEFERRED.defer(db, accounted)
+        ):
+            return
+        waiting = DEFERRED.take(db)
+        try:
+            self._memory_store_now(rows, accounted, traced, judged, waiting)
+        except Exception:
+            if not waiting:
+                raise
+            # Whatever failed, this job's runs are not lost for rows that waited.
+            _logger.warning(
+                "Memory accounting: %s runs waiting in database %s could not be written; dropped",
+                len(waiting),
+                db,
+                exc_info=True,
+            )
+            self._memory_store_now(rows, accounted, traced, judged, [])
+
+    def _memory_store_now(self, rows, accounted, traced, judged, waiting):
+        """Insert the runs, refresh the verdict; in a savepoint: a failure never aborts the job's transaction.
+
+        This runs after many jobs of every scheduled action, so the cheap path
+        is one round trip: the savepoint, the ``INSERT`` of the rows
+        ``waiting`` (their action may be gone since:
+        :func:`memory_cron_run.insert_waiting_query`), the ``INSERT`` of this
+        job's accounted runs (``accounted``: values of ``memory.cron.run``)
+        and, when a run was charged, the query of the verdict's inputs are sent
+        together. The savepoint is not released (the job's commit does it:
+        PostgreSQL keeps it until then), and ``ir_cron`` is written only
+        when something changed there.
+        """
+        cr = self.env.cr
+        Run = self.env["memory.cron.run"].sudo()  # profiler bookkeeping, whichever user the action runs as
         queries = [] if traced else [("SAVEPOINT memory_hygiene_runs", [])]
+        if waiting:
+            queries.append(memory_cron_run.insert_waiting_query(waiting))
         if accounted:
             queries.append(Run._insert_accounted_query(accounted))
         if judged:

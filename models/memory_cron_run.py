@@ -1,3 +1,4 @@
+import json
 import os
 from datetime import timedelta
 
@@ -149,15 +150,7 @@ class MemoryCronRun(models.Model):
     @api.model
     def _insert_accounted_query(self, rows):
         """``(sql, params)`` of :meth:`_insert_accounted`, for a caller that sends it with more."""
-        values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
-        return (
-            f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
-            [
-                row.get(column, row.get("growth_mb") is not None) if column == "charged" else row.get(column)
-                for row in rows
-                for column in ACCOUNTED_COLUMNS
-            ],
-        )
+        return insert_accounted_query(rows)
 
     @api.model
     def _record(
@@ -338,6 +331,42 @@ class MemoryCronRun(models.Model):
         """The "Send report now" button of the runs list."""
         access.check_admin(self.env)
         return self.env["memory.leak.report"].action_send_now()
+
+
+def insert_accounted_query(rows):
+    """``(sql, params)``: one ``INSERT`` of accounted runs (dicts with :data:`ACCOUNTED_COLUMNS`)."""
+    values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
+    return (
+        f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
+        [
+            row.get(column, row.get("growth_mb") is not None) if column == "charged" else row.get(column)
+            for row in rows
+            for column in ACCOUNTED_COLUMNS
+        ],
+    )
+
+
+def insert_waiting_query(rows):
+    """``(sql, params)``: one ``INSERT`` of accounted runs that waited, those of a deleted action left out.
+
+    Rows that waited in memory (``core/profiler/deferred.py``) may name an
+    action deleted since: they are skipped, never failing the statement (nor
+    the job's own rows sent with it). Sent as JSON, typed by the table's own
+    columns; inserted in the order given.
+    """
+    columns = ", ".join(ACCOUNTED_COLUMNS)
+    return (
+        f"INSERT INTO memory_cron_run ({columns})"  # noqa: S608
+        f" SELECT {columns} FROM jsonb_populate_recordset(NULL::memory_cron_run, %s::jsonb)"
+        " WITH ORDINALITY AS waiting"
+        " WHERE EXISTS (SELECT 1 FROM ir_cron WHERE ir_cron.id = waiting.cron_id)"
+        " ORDER BY waiting.ordinality",
+        [
+            json.dumps(
+                [{column: row.get(column) for column in ACCOUNTED_COLUMNS} for row in rows], default=str
+            )
+        ],
+    )
 
 
 def accounted_values(charge):

@@ -381,8 +381,13 @@ class OdooServer:
         except FileNotFoundError:
             return ""
 
-    def stop(self, timeout=30):
-        """SIGTERM the process group, SIGKILL what is left after ``timeout``; idempotent."""
+    def stop(self, timeout=30, graceful=False):
+        """SIGTERM the process group, SIGKILL what is left after ``timeout``; idempotent.
+
+        ``graceful``: SIGTERM the master alone first (as ``docker stop`` does):
+        it asks its workers to end (SIGINT) and waits for them; Odoo's workers
+        die on a SIGTERM of their own at once.
+        """
         process = self.process
         if process is None:
             return
@@ -391,6 +396,14 @@ class OdooServer:
         except psutil.Error:
             children = []
         try:
+            if graceful and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _logger.warning(
+                        "odoo-bin (pid %s) still running %s s after SIGTERM", process.pid, timeout
+                    )
             if process.poll() is None:
                 _signal_group(process.pid, signal.SIGTERM)
                 try:

@@ -11,7 +11,7 @@ from odoo.tests import new_test_user, tagged
 
 from odoo.addons.memory_hygiene import compat, odoo_runtime
 from odoo.addons.memory_hygiene.core.common import params
-from odoo.addons.memory_hygiene.core.profiler import accounting, leakprof
+from odoo.addons.memory_hygiene.core.profiler import accounting, deferred, leakprof
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
 
 from ..models import test_memory_leak_job as jobs
@@ -415,6 +415,80 @@ class TestChargedRuns(ProfilerCase):
         self.assertFalse(self.runs(cron, traced=False)[-1].charged, "its turn is far")
         self.run_manually(cron)
         self.assertTrue(self.runs(cron, traced=False)[-1].charged, "Run Manually reads the heap")
+
+    def defer_rows(self, max_rows=deferred.MAX_ROWS):
+        """Rows of uncharged runs wait as on a server (under the test runner each job writes its own)."""
+        self.patch(profiler, "DEFER_IN_TESTS", True)
+        self.patch(profiler, "DEFERRED", deferred.DeferredRows(max_rows=max_rows))
+        return profiler.DEFERRED
+
+    def test_uncharged_rows_wait_for_the_next_store_that_writes(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        cron = self.healthy_cron()
+        other = self.make_job_cron("_job_churn")  # unknown: every run charged, its store writes
+        waiting = self.defer_rows()
+        db = self.env.cr.dbname
+        self.run_job(cron, 3)  # the first in this process charged, then two not
+        self.assertEqual(self.runs(cron, traced=False)[self.window :].mapped("charged"), [True])
+        self.assertEqual(waiting.waiting(db), 2, "no round trip of their own")
+        self.run_job(other)
+        later = self.runs(cron, traced=False)[self.window :]
+        self.assertEqual(later.mapped("charged"), [True, False, False], "written with the other's run")
+        self.assertEqual(waiting.waiting(db), 0)
+        for run in later:
+            self.assertGreater(run.duration, 0)
+            self.assertGreater(run.rss_after_mb, 0)
+        self.assertEqual(later.mapped("start"), sorted(later.mapped("start")))
+        self.assertEqual(later.ids, sorted(later.ids), "in the order they ran")
+
+    def test_uncharged_rows_are_written_once_max_rows_wait(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        cron = self.healthy_cron()
+        waiting = self.defer_rows(max_rows=2)
+        self.run_job(cron, 3)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 2)
+        self.assertEqual(len(self.runs(cron, traced=False)[self.window :]), 1)
+        self.run_job(cron)  # a third would wait: this store writes the three
+        self.assertEqual(self.runs(cron, traced=False)[self.window :].mapped("charged"), [True] + [False] * 3)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+
+    def test_a_failed_run_is_written_at_once_with_those_waiting(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        cron = self.healthy_cron()
+        waiting = self.defer_rows()
+        self.run_job(cron, 2)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 1)
+        cron.ir_actions_server_id.code = "model._job_fail()"
+        with self.assertLogs(ODOO_CRON_LOGGER, logging.ERROR):
+            self.run_job(cron)
+        runs = self.runs(cron, traced=False)[self.window :]
+        self.assertEqual(runs.mapped("state"), ["ok", "ok", "failed"], "the failure is seen at once")
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+
+    def test_rows_of_a_deleted_action_never_cost_a_job_its_own(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        doomed = self.healthy_cron()
+        other = self.make_job_cron("_job_churn")
+        waiting = self.defer_rows()
+        self.run_job(doomed, 2)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 1)
+        action = doomed.ir_actions_server_id
+        doomed.unlink()
+        action.unlink()
+        self.run_job(other)  # no error in the log: the rows that waited for it are left out
+        self.assertEqual(len(self.runs(other, traced=False)), 1, "the job's own run is stored")
+        self.assertEqual(other.failure_count, 0)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+
+    def test_rows_are_not_written_at_exit_under_the_test_runner(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        cron = self.healthy_cron()
+        waiting = self.defer_rows()
+        self.run_job(cron, 2)
+        with self.assertLogs(PROFILER_LOGGER, logging.WARNING) as logs:
+            profiler._write_deferred_at_exit()
+        self.assertIn("not written at exit", logs.output[0])
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
 
     def test_an_accounted_run_names_its_host_as_the_snapshots_do(self):
         cron = self.make_job_cron("_job_churn")

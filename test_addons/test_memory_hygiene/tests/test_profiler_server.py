@@ -96,3 +96,84 @@ class TestProfilerUnderServer(TransactionCase):
             self.assertEqual(failure_count, 0)
             self.assertTrue(lastcall)
         self.assertIn("memory: RSS", server.log())
+
+    def test_uncharged_rows_that_waited_are_written_when_the_worker_exits(self):
+        """A healthy action's uncharged run waits in the cron worker's memory; its exit writes it."""
+        db = server_database(USER_ADDON)
+        with db_cursor(db) as cr:
+            cr.execute(
+                "SELECT res_id FROM ir_model_data WHERE module = 'test_memory_hygiene' AND name = %s",
+                ["ir_cron_test_tracked_job"],
+            )
+            (cron_id,) = cr.fetchone()
+            cr.execute("DELETE FROM memory_cron_run WHERE cron_id = %s", [cron_id])
+            for key, value in (("heap_every", "1000"), ("leak_threshold", "256")):
+                cr.execute(
+                    "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    [f"memory_hygiene.{key}", value],
+                )
+            # Settled healthy: the verdict's window of charged runs that kept nothing.
+            cr.execute(
+                "INSERT INTO memory_cron_run (cron_id, start, state, trace, growth_mb, charged)"
+                " SELECT %s, (now() at time zone 'UTC') - interval '1 hour', 'ok', 'no', 0, true"
+                "   FROM generate_series(1, 20)",
+                [cron_id],
+            )
+            cr.execute(
+                """
+                UPDATE ir_cron
+                   SET active = true, memory_profile = false, memory_leak_state = 'healthy',
+                       failure_count = 0, lastcall = NULL,
+                       nextcall = (now() at time zone 'UTC') - interval '1 minute'
+                 WHERE id = %s
+                """,
+                [cron_id],
+            )
+
+        def restore():
+            with db_cursor(db) as cr:
+                cr.execute(
+                    "UPDATE ir_cron SET active = false, memory_leak_state = 'unknown' WHERE id = %s",
+                    [cron_id],
+                )
+                cr.execute(
+                    "DELETE FROM ir_config_parameter"
+                    " WHERE key IN ('memory_hygiene.heap_every', 'memory_hygiene.leak_threshold')"
+                )
+                cr.execute("DELETE FROM memory_cron_run WHERE cron_id = %s", [cron_id])
+
+        self.addCleanup(restore)
+        server = OdooServer(db, workers=2, max_cron_threads=1)
+        self.addCleanup(server.stop)
+        server.start()
+
+        def fetch(query):
+            with db_cursor(db) as cr:
+                cr.execute(query, [cron_id])
+                return cr.fetchall()
+
+        runs_query = (
+            "SELECT pid, charged FROM memory_cron_run WHERE cron_id = %s AND pid IS NOT NULL ORDER BY id"
+        )
+        first = wait_until(lambda: fetch(runs_query), 180, interval=1, message="the first run, charged")
+        self.assertEqual(first[0][1], True, "the first run of a healthy action in a process is charged")
+        (first_call,) = fetch("SELECT lastcall FROM ir_cron WHERE id = %s")[0]
+        with db_cursor(db) as cr:
+            cr.execute(
+                "UPDATE ir_cron SET nextcall = (now() at time zone 'UTC') - interval '1 minute'"
+                " WHERE id = %s",
+                [cron_id],
+            )
+            cr.execute("SELECT pg_notify('cron_trigger', %s)", [db])  # wakes the cron worker now
+        wait_until(
+            lambda: fetch("SELECT lastcall FROM ir_cron WHERE id = %s")[0][0] != first_call,
+            180,
+            interval=1,
+            message="the second run done",
+        )
+        self.assertEqual(len(fetch(runs_query)), 1, "the uncharged run's row waits in the worker")
+        server.stop(graceful=True)
+        runs = fetch(runs_query)
+        self.assertEqual([charged for _pid, charged in runs], [True, False], "written at the worker's exit")
+        self.assertEqual(runs[0][0], runs[1][0], "by the cron worker that ran both")

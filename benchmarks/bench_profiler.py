@@ -106,7 +106,13 @@ def bootstrap(args, paths):
     threading.current_thread().dbname = args.db
     from odoo.modules.registry import Registry
 
-    return Registry(args.db)
+    registry = Registry(args.db)
+    from odoo.addons.memory_hygiene.models import ir_cron
+
+    # Measured as a prefork cron worker runs it, where rows of uncharged runs wait for a later
+    # job's round trip (a threaded server writes each job's: about 0.4 ms more per run).
+    ir_cron.DEFER_ROWS = True
+    return registry
 
 
 def make_cron(registry, count):
@@ -272,7 +278,7 @@ PARTS = (
     ("mallinfo2", "accounting", "heap_in_use"),
     ("record cache size", "odoo_runtime", "record_cache_size"),
     ("cache release (18.0)", "compat", "release_run_cache"),
-    ("store: rows kept waiting, or one round trip", "cron", "_memory_store"),
+    ("store: rows kept waiting, or one round trip", "cron", "_memory_store_or_defer"),
 )
 #: For reference next to the parts: one bare round trip to PostgreSQL on the job's cursor.
 ROUND_TRIP = "for reference: SELECT 1 on the job's cursor"

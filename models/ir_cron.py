@@ -75,22 +75,41 @@ _charge_next = set()
 #: Per process: rows of uncharged runs waiting to ride on another store of their database
 #: (``core/profiler/deferred.py``): the round trip of their own is most of such a run's cost.
 DEFERRED = deferred.DeferredRows()
-#: Under Odoo's test runner rows are written by their own job (tests read them right after it),
-#: unless a test of the deferral switches this on.
-DEFER_IN_TESTS = False
+#: Whether rows of uncharged runs wait: ``None`` decides by the process (:func:`_defers_rows`);
+#: True or False force it (tests of the waiting, and benchmarks of a prefork cron worker's cost).
+DEFER_ROWS = None
 
 
 def _defers_rows():
-    return DEFER_IN_TESTS or not odoo_runtime.in_test_mode()
+    """True when rows of uncharged runs may wait in this process: a prefork worker's, not under tests.
+
+    A threaded server (``workers = 0``) reloads by ``exec`` (``SIGHUP``,
+    ``limit_memory_soft``), never running the process's exit, and closes its
+    connections while its cron threads still run: each job writes its rows.
+    Under Odoo's test runner tests read the rows right after their job.
+    """
+    if DEFER_ROWS is not None:
+        return DEFER_ROWS
+    return not odoo_runtime.in_test_mode() and odoo_runtime.server_info()["mode"] == "prefork"
 
 
 def _write_deferred_at_exit():
-    """At the process's exit: write the rows still waiting, each database in a transaction of its own."""
-    for db, rows in DEFERRED.drain().items():
-        try:
-            odoo_runtime.execute_committed(db, *memory_cron_run.insert_waiting_query(rows))
-        except Exception:
-            _logger.warning("Memory accounting: %s runs of database %s not written at exit", len(rows), db)
+    """At the process's exit: write the rows still waiting, each database in a transaction of its own.
+
+    Never raises: a database that cannot take them (dropped, addon uninstalled,
+    the CPU limit striking again while the job's thread still runs) loses them,
+    logged.
+    """
+    try:
+        for db, rows in DEFERRED.drain().items():
+            try:
+                odoo_runtime.execute_committed(db, *memory_cron_run.insert_waiting_query(rows))
+            except Exception:
+                _logger.warning(
+                    "Memory accounting: %s runs of database %s not written at exit", len(rows), db
+                )
+    except Exception:
+        _logger.warning("Memory accounting: the runs waiting at exit were not all written", exc_info=True)
 
 
 # A forked child starts with none waiting (its parent writes its own); a process that exits writes its.
@@ -307,8 +326,9 @@ class IrCron(models.Model):
         another transaction may write it without waiting on that lock forever.
         Odoo writes the job's own row here and commits right after, on both
         series, whatever the job did: the runs' rows ride on that commit (no
-        transaction of their own, so accounting costs one INSERT per job), and
-        a failed run, whose own transaction was rolled back, is stored too.
+        transaction of their own: one round trip per job at most, none when
+        its rows wait), and a failed run, whose own transaction was rolled
+        back, is stored too.
         """
         result = super()._update_failure_count(job, status)
         self.browse(job["id"])._memory_after_job()
@@ -437,12 +457,13 @@ class IrCron(models.Model):
                 "Memory accounting: cannot empty the record cache of cron %s's run", plan["cron_id"]
             )
         charge = None
+        grew = False
         try:
             if before is not None:
                 # Before the profile stops: its gc.collect() would credit the run with others' garbage.
                 charge = accounting.charge(before, accounting.read(heap=plan["heap"]))
                 if charge["growth"] is None:
-                    self._memory_charge_next_if_grown(charge, plan["threshold"])
+                    grew = self._memory_charge_next_if_grown(charge, plan["threshold"])
         except Exception:
             _logger.exception("Memory accounting: cannot read after cron %s's run", plan["cron_id"])
         result = None
@@ -473,18 +494,32 @@ class IrCron(models.Model):
                 "counted": plan["counted"],
                 "cache_size": probe["cache_size"],
                 "error": error_text,
+                # An uncharged run that grew nothing and kept no file: its row may wait (DEFERRED).
+                "may_wait": (
+                    charge is not None
+                    and charge["growth"] is None
+                    and not grew
+                    and (charge["fds_after"] or 0) <= (charge["fds_before"] or 0)
+                    and error is None
+                    and result is None
+                ),
             }
         )
         if result is not None:
             self._memory_log_trace(plan, result)
 
     def _memory_charge_next_if_grown(self, charge, threshold):
-        """An uncharged run whose RSS or Python blocks grew by ``threshold`` bytes: charge the next one."""
+        """An uncharged run whose RSS or Python blocks grew by ``threshold`` bytes: charge the next one.
+
+        Returns True when it grew so (the next run of this action is then charged).
+        """
         grew = max(
             charge["rss_after"] - charge["rss_before"], charge["blocks_growth"] * accounting.BLOCK_BYTES
         )
         if grew >= threshold:
             _charge_next.add((self.env.cr.dbname, self.id))
+            return True
+        return False
 
     def _memory_log_trace(self, plan, result):
         try:
@@ -527,20 +562,23 @@ class IrCron(models.Model):
             rows[:] = [row for row in rows if row["cron_id"] not in self.ids]
             if independent:
                 with odoo_runtime.independent_cursor(self.env) as cr:
-                    self.with_env(self.env(cr=cr))._memory_store(mine)
+                    self.with_env(self.env(cr=cr))._memory_store_or_defer(mine)
             else:
-                self._memory_store(mine)
+                self._memory_store_or_defer(mine)
         except Exception:
             _logger.exception("Memory accounting: cannot store the runs of cron %s", self.ids)
 
-    def _memory_store(self, rows):
-        """Store the job's runs of this action, or keep them waiting (:data:`DEFERRED`); refresh the verdict.
+    def _memory_store_or_defer(self, rows):
+        """Store the job's runs of this action and refresh the verdict, or keep the rows waiting.
 
-        Runs that were accounted and not charged, failed none, traced none, and
-        counted by no switch cannot change the verdict: their rows wait in this
-        process for the next store of this database that writes (whichever
-        action's), and ride in its ``INSERT``. The others are written now, in
-        one round trip, with the rows waiting.
+        :param rows: the job's runs of this action, as :meth:`_memory_run_measure` keeps them.
+
+        When every run may wait (uncharged, grew nothing, kept no file, failed
+        not, traced not) and no switch counts them, they cannot change the
+        verdict: their rows wait in :data:`DEFERRED` (in a prefork worker) for
+        the next store of this database that writes, whichever action's, and
+        ride in its round trip. Otherwise they are written now, with the rows
+        waiting. Raises what the store raised (the caller logs it).
         """
         db = self.env.cr.dbname
         traced = any(row["profile"] is not None for row in rows)
@@ -553,7 +591,7 @@ class IrCron(models.Model):
         accounted = self._memory_accounted_values([row for row in rows if row["profile"] is None])
         if (
             not judged
-            and not any(row["error"] for row in rows)
+            and all(row["may_wait"] for row in rows)
             and _defers_rows()
             and DEFERRED.defer(db, accounted)
         ):
@@ -564,17 +602,29 @@ class IrCron(models.Model):
         except Exception:
             if not waiting:
                 raise
-            # Whatever failed, this job's runs are not lost for rows that waited.
+            failure = traceback.format_exc()
+            try:
+                self._memory_store_now(rows, accounted, traced, judged, [])
+            except Exception:
+                DEFERRED.put_back(db, waiting)  # not theirs to blame: they wait for the next store
+                raise
+            # Without them the store went through: they made it fail.
             _logger.warning(
-                "Memory accounting: %s runs waiting in database %s could not be written; dropped",
+                "Memory accounting: %s runs waiting in database %s could not be written; dropped:\n%s",
                 len(waiting),
                 db,
-                exc_info=True,
+                failure,
             )
-            self._memory_store_now(rows, accounted, traced, judged, [])
 
     def _memory_store_now(self, rows, accounted, traced, judged, waiting):
         """Insert the runs, refresh the verdict; in a savepoint: a failure never aborts the job's transaction.
+
+        :param rows: the job's runs of this action (:meth:`_memory_run_measure`).
+        :param accounted: the ``memory.cron.run`` values of its runs that were not traced.
+        :param traced: a run was traced: its row is written through the ORM.
+        :param judged: the verdict's inputs are read and the verdict refreshed.
+        :param waiting: values of rows that waited (:data:`DEFERRED`), written first.
+        :raises Exception: what failed, after rolling back to the savepoint.
 
         This runs after many jobs of every scheduled action, so the cheap path
         is one round trip: the savepoint, the ``INSERT`` of the rows

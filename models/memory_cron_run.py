@@ -39,7 +39,9 @@ class MemoryCronRun(models.Model):
     """One run of a scheduled action: what it was charged with, and when traced, what it kept.
 
     Every run is accounted (``models/ir_cron.py``); one compact row each,
-    written in the transaction that ends the job (see ``_memory_after_job``).
+    written in the transaction that ends the job (see ``_memory_after_job``),
+    or, for a run that cannot change a verdict, in that of a later job
+    (``core/profiler/deferred.py``).
     Lean like Odoo's own log models: no access log columns, big texts not
     prefetched, purged by the autovacuum in bounded chunks.
     """
@@ -338,21 +340,25 @@ def insert_accounted_query(rows):
     values = ", ".join(["(" + ", ".join(["%s"] * len(ACCOUNTED_COLUMNS)) + ")"] * len(rows))
     return (
         f"INSERT INTO memory_cron_run ({', '.join(ACCOUNTED_COLUMNS)}) VALUES {values}",  # noqa: S608
-        [
-            row.get(column, row.get("growth_mb") is not None) if column == "charged" else row.get(column)
-            for row in rows
-            for column in ACCOUNTED_COLUMNS
-        ],
+        [_column_value(row, column) for row in rows for column in ACCOUNTED_COLUMNS],
     )
+
+
+def _column_value(row, column):
+    """The value of ``column`` in accounted run ``row``: ``charged`` defaults to "has a growth"."""
+    if column == "charged":
+        return row.get(column, row.get("growth_mb") is not None)
+    return row.get(column)
 
 
 def insert_waiting_query(rows):
     """``(sql, params)``: one ``INSERT`` of accounted runs that waited, those of a deleted action left out.
 
-    Rows that waited in memory (``core/profiler/deferred.py``) may name an
-    action deleted since: they are skipped, never failing the statement (nor
-    the job's own rows sent with it). Sent as JSON, typed by the table's own
-    columns; inserted in the order given.
+    ``rows``: dicts keyed by :data:`ACCOUNTED_COLUMNS` (a missing key is
+    NULL). Rows that waited in memory (``core/profiler/deferred.py``) may name
+    an action deleted since: they are skipped, never failing the statement
+    (nor the job's own rows sent with it). Sent as JSON, typed by the table's
+    own columns; inserted in the order given.
     """
     columns = ", ".join(ACCOUNTED_COLUMNS)
     return (
@@ -363,7 +369,8 @@ def insert_waiting_query(rows):
         " ORDER BY waiting.ordinality",
         [
             json.dumps(
-                [{column: row.get(column) for column in ACCOUNTED_COLUMNS} for row in rows], default=str
+                [{column: _column_value(row, column) for column in ACCOUNTED_COLUMNS} for row in rows],
+                default=str,  # start: a naive UTC datetime, read back by PostgreSQL as a timestamp
             )
         ],
     )

@@ -3,20 +3,24 @@
 A run that was accounted but not charged (a healthy action's run, no C heap read)
 cannot change a verdict: storing it needs nothing but its ``INSERT``. The
 ``INSERT`` itself is cheap; the round trip to PostgreSQL that carries it is most
-of an uncharged run's cost (0.2 to 0.45 ms of about 0.9 ms). So such rows wait
+of an uncharged run's cost (0.2 to 0.5 ms of about 1 ms). So such rows wait
 here, per database, and ride on the next store of that database in this process
 that sends SQL anyway, in its one statement, or are written by the store that
-finds ``max_rows`` waiting or the oldest older than ``max_age`` seconds.
+finds ``max_rows`` waiting or the oldest older than ``max_age`` seconds (a
+bound checked at the next store: a database whose runs stop keeps its rows
+until then, or until the process exits).
 
 What a process holds is lost if it dies without exiting (SIGKILL, the kernel's
-OOM killer, SIGXCPU): at most ``max_rows`` uncharged rows of each database, none
-of them evidence for a verdict. A process that exits writes them
-(:meth:`DeferredRows.drain`, called at exit by the model side).
+OOM killer): at most ``max_rows`` uncharged rows of each database, none of them
+evidence for a verdict. A process that exits writes them (:meth:`DeferredRows.drain`,
+called at exit by the model side).
 
     >>> clock = iter([0.0, 1.0, 2.0, 500.0, 800.0]).__next__
     >>> rows = DeferredRows(max_rows=3, max_age=300.0, clock=clock)
     >>> rows.defer("db", [{"id": 1}]), rows.defer("db", [{"id": 2}])
     (True, True)
+    >>> rows.waiting("db")
+    [{'id': 1}, {'id': 2}]
     >>> rows.defer("db", [{"id": 3}, {"id": 4}])       # 4 would wait: written now, with the 2 waiting
     False
     >>> rows.take("db")
@@ -75,6 +79,18 @@ class DeferredRows:
             self._since.pop(db, None)
             return self._rows.pop(db, [])
 
+    def put_back(self, db, rows):
+        """Put ``rows`` taken from ``db`` back in front of those waiting since (their write was undone).
+
+        They may make more than ``max_rows`` wait: the next :meth:`defer` then
+        says to write them.
+        """
+        if not rows:
+            return
+        with self._lock:
+            self._rows[db] = list(rows) + self._rows.get(db, [])
+            self._since.setdefault(db, self._clock())
+
     def drain(self):
         """Every database's waiting rows, no longer waiting: ``{db: [row, ...]}``."""
         with self._lock:
@@ -91,6 +107,6 @@ class DeferredRows:
         self._rows, self._since = {}, {}
 
     def waiting(self, db):
-        """How many rows of ``db`` wait."""
+        """The rows of ``db`` waiting, oldest first: a list (a copy; empty when none)."""
         with self._lock:
-            return len(self._rows.get(db, ()))
+            return list(self._rows.get(db, ()))

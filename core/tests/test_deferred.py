@@ -1,6 +1,8 @@
 """Rows waiting for another store: per database, bounded by count and age, forgotten by a forked child."""
 
 import os
+import select
+import signal
 import threading
 
 import pytest
@@ -24,7 +26,17 @@ def test_databases_wait_apart():
     assert rows.take("a") == [1, 3]
     assert rows.take("a") == []
     assert rows.drain() == {"b": [2, 5]}
-    assert rows.waiting("b") == 0
+    assert rows.waiting("b") == []
+
+
+def test_rows_put_back_wait_in_front():
+    rows = DeferredRows(max_rows=2, max_age=60, clock=Clock())
+    assert rows.defer("a", [1, 2])
+    taken = rows.take("a")
+    assert rows.defer("a", [3])
+    rows.put_back("a", taken)
+    assert rows.waiting("a") == [1, 2, 3]
+    assert not rows.defer("a", [4]), "more than max_rows wait: the next store writes them"
 
 
 def test_the_oldest_row_sets_the_age():
@@ -69,11 +81,20 @@ def test_a_forked_child_holds_none_even_with_the_lock_taken():
     with rows._lock:  # another thread of the parent holds it at fork time
         pid = os.fork()
         if pid == 0:  # the child: would hang on the inherited lock without a new one
-            os.close(read)
-            os.write(write, str(rows.waiting("a")).encode())
-            os._exit(0)
+            try:
+                os.close(read)
+                os.write(write, str(len(rows.waiting("a"))).encode())
+            finally:
+                os._exit(0)
     os.close(write)
-    with os.fdopen(read) as pipe:
-        assert pipe.read() == "0"
-    os.waitpid(pid, 0)
+    ready = []
+    try:
+        ready, _w, _x = select.select([read], [], [], 30)
+        assert ready, "the child answers (it would hang on the parent's lock)"
+        assert os.read(read, 16) == b"0"
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
     assert rows.take("a") == [1], "the parent still has its own"

@@ -13,6 +13,7 @@ from odoo.addons.memory_hygiene import compat, odoo_runtime
 from odoo.addons.memory_hygiene.core.common import params
 from odoo.addons.memory_hygiene.core.profiler import accounting, deferred, leakprof
 from odoo.addons.memory_hygiene.models import ir_cron as profiler
+from odoo.addons.memory_hygiene.models import memory_cron_run
 
 from ..models import test_memory_leak_job as jobs
 from .common import BatchCase
@@ -418,7 +419,7 @@ class TestChargedRuns(ProfilerCase):
 
     def defer_rows(self, max_rows=deferred.MAX_ROWS):
         """Rows of uncharged runs wait as on a server (under the test runner each job writes its own)."""
-        self.patch(profiler, "DEFER_IN_TESTS", True)
+        self.patch(profiler, "DEFER_ROWS", True)
         self.patch(profiler, "DEFERRED", deferred.DeferredRows(max_rows=max_rows))
         return profiler.DEFERRED
 
@@ -430,55 +431,108 @@ class TestChargedRuns(ProfilerCase):
         db = self.env.cr.dbname
         self.run_job(cron, 3)  # the first in this process charged, then two not
         self.assertEqual(self.runs(cron, traced=False)[self.window :].mapped("charged"), [True])
-        self.assertEqual(waiting.waiting(db), 2, "no round trip of their own")
+        kept = waiting.waiting(db)
+        self.assertEqual(len(kept), 2, "no round trip of their own")
         self.run_job(other)
         later = self.runs(cron, traced=False)[self.window :]
         self.assertEqual(later.mapped("charged"), [True, False, False], "written with the other's run")
-        self.assertEqual(waiting.waiting(db), 0)
-        for run in later:
-            self.assertGreater(run.duration, 0)
-            self.assertGreater(run.rss_after_mb, 0)
-        self.assertEqual(later.mapped("start"), sorted(later.mapped("start")))
+        self.assertEqual(waiting.waiting(db), [])
         self.assertEqual(later.ids, sorted(later.ids), "in the order they ran")
+        # Every column as it was measured (JSON on the way, typed by the table's columns).
+        columns = memory_cron_run.ACCOUNTED_COLUMNS
+        self.env.cr.execute(
+            f"SELECT {', '.join(columns)}, charged IS FALSE FROM memory_cron_run WHERE id IN %s ORDER BY id",
+            [tuple(later[1:].ids)],
+        )
+        for stored, measured in zip(self.env.cr.fetchall(), kept, strict=True):
+            self.assertIs(stored[-1], True, "charged is false, not NULL")
+            for column, value in zip(columns, stored, strict=False):
+                expected = memory_cron_run._column_value(measured, column)
+                if isinstance(expected, float):
+                    self.assertAlmostEqual(float(value), expected, places=9, msg=column)
+                else:
+                    self.assertEqual(value, expected, column)
+        self.assertGreater(later[1].duration, 0)
+        self.assertGreater(later[1].rss_after_mb, 0)
 
     def test_uncharged_rows_are_written_once_max_rows_wait(self):
         self.icp.set_param(params.HEAP_EVERY, "1000")
         cron = self.healthy_cron()
         waiting = self.defer_rows(max_rows=2)
         self.run_job(cron, 3)
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 2)
+        self.assertEqual(len(waiting.waiting(self.env.cr.dbname)), 2)
         self.assertEqual(len(self.runs(cron, traced=False)[self.window :]), 1)
         self.run_job(cron)  # a third would wait: this store writes the three
         self.assertEqual(self.runs(cron, traced=False)[self.window :].mapped("charged"), [True] + [False] * 3)
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [])
 
     def test_a_failed_run_is_written_at_once_with_those_waiting(self):
         self.icp.set_param(params.HEAP_EVERY, "1000")
         cron = self.healthy_cron()
         waiting = self.defer_rows()
         self.run_job(cron, 2)
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 1)
+        self.assertEqual(len(waiting.waiting(self.env.cr.dbname)), 1)
         cron.ir_actions_server_id.code = "model._job_fail()"
         with self.assertLogs(ODOO_CRON_LOGGER, logging.ERROR):
             self.run_job(cron)
         runs = self.runs(cron, traced=False)[self.window :]
         self.assertEqual(runs.mapped("state"), ["ok", "ok", "failed"], "the failure is seen at once")
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [])
 
-    def test_rows_of_a_deleted_action_never_cost_a_job_its_own(self):
+    def test_rows_of_a_deleted_action_are_left_out_and_the_others_written(self):
         self.icp.set_param(params.HEAP_EVERY, "1000")
-        doomed = self.healthy_cron()
+        doomed, survivor = self.healthy_cron(), self.healthy_cron()
         other = self.make_job_cron("_job_churn")
         waiting = self.defer_rows()
+        self.run_job(survivor)  # the first run of each in this process is charged: it writes
         self.run_job(doomed, 2)
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 1)
+        self.run_job(survivor)
+        self.assertEqual(len(waiting.waiting(self.env.cr.dbname)), 2)
         action = doomed.ir_actions_server_id
         doomed.unlink()
         action.unlink()
-        self.run_job(other)  # no error in the log: the rows that waited for it are left out
+        with self.assertNoLogs(PROFILER_LOGGER, logging.WARNING):  # no failed store, no retry
+            self.run_job(other)
         self.assertEqual(len(self.runs(other, traced=False)), 1, "the job's own run is stored")
+        self.assertEqual(self.runs(survivor, traced=False)[self.window :].mapped("charged"), [True, False])
         self.assertEqual(other.failure_count, 0)
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [])
+
+    def test_rows_waiting_are_kept_when_a_store_fails_for_another_reason(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        cron = self.healthy_cron()
+        other = self.make_job_cron("_job_churn")
+        waiting = self.defer_rows()
+        self.run_job(cron, 2)
+        kept = waiting.waiting(self.env.cr.dbname)
+        Run = type(self.env["memory.cron.run"])
+        with (
+            patch.object(Run, "_verdict_inputs_parse", side_effect=RuntimeError("verdict broken")),
+            self.assertLogs(PROFILER_LOGGER, logging.ERROR),
+        ):
+            self.run_job(other)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), kept, "not theirs to blame: still waiting")
+        self.assertFalse(self.runs(other, traced=False), "the failed store wrote nothing")
+        self.run_job(other)
+        self.assertEqual(self.runs(cron, traced=False)[self.window :].mapped("charged"), [True, False])
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [])
+
+    def test_an_uncharged_run_that_grew_is_written_at_once(self):
+        self.icp.set_param(params.HEAP_EVERY, "1000")
+        self.icp.set_param(params.LEAK_THRESHOLD, "0.5")
+        cron = self.healthy_cron("_job_churn_3mib")
+        waiting = self.defer_rows()
+        self.run_job(cron)  # the first of a healthy action in this process: charged
+        cron.ir_actions_server_id.code = "model._job_keep_small_objects()"
+        self.run_job(cron)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [], "the row that shows the growth")
+        grown = self.runs(cron, traced=False)[-1]
+        self.assertFalse(grown.charged)
+        self.assertGreater(grown.blocks_growth, 10_000)
+
+    def test_rows_wait_in_prefork_workers_only(self):
+        self.patch(profiler, "DEFER_ROWS", None)
+        self.assertFalse(profiler._defers_rows(), "under the test runner each job writes its own")
 
     def test_rows_are_not_written_at_exit_under_the_test_runner(self):
         self.icp.set_param(params.HEAP_EVERY, "1000")
@@ -488,7 +542,7 @@ class TestChargedRuns(ProfilerCase):
         with self.assertLogs(PROFILER_LOGGER, logging.WARNING) as logs:
             profiler._write_deferred_at_exit()
         self.assertIn("not written at exit", logs.output[0])
-        self.assertEqual(waiting.waiting(self.env.cr.dbname), 0)
+        self.assertEqual(waiting.waiting(self.env.cr.dbname), [])
 
     def test_an_accounted_run_names_its_host_as_the_snapshots_do(self):
         cron = self.make_job_cron("_job_churn")

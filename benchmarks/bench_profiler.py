@@ -529,6 +529,8 @@ def print_table(walls, cpus, profiles, accounting, args):
         ("traced, 1 frame", TRACED_1, BARE, TARGET_TRACED, "bare tracemalloc"),
     )
     for label, name, base, target, unit in checks:
+        if not cpus[name] or not cpus[base]:
+            continue  # a mode left out (--repeat 0, --traced-pairs 0)
         ratio = median(cpus, name) / median(cpus, base)
         verdict = "PASS" if ratio <= target else "FAIL"
         print(

@@ -170,14 +170,15 @@ def addon_bypassed(active):
         action_cls.run = saved_run
 
 
-def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
+def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None, hooks=None):  # noqa: PLR0913
     """One job of the cron: ``(wall, cpu, profile)``; ``frames``: traced (None: accounted only).
 
     ``cpu``: the CPU time of this process during the job (``time.process_time``): what the job
     cost here, whatever else the machine runs (PostgreSQL's own work is not in it).
 
     ``bypass``: the addon's hooks bypassed; ``bare``: tracemalloc (1 frame) around the job;
-    ``parts``: a dict given the seconds of each of :data:`TRACE_PARTS` (traced runs).
+    ``parts``: a dict given the seconds of each of :data:`TRACE_PARTS` (traced runs);
+    ``hooks``: a one-item list given the seconds spent in the addon's accounting hooks.
     """
     from odoo import api
     from odoo.api import SUPERUSER_ID
@@ -191,7 +192,8 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
         env["ir.config_parameter"].set_param(params.PROFILE_FRAMES, str(frames or 1))
         env["ir.cron"].browse(cron_id).write({"memory_profile": bool(frames), "memory_profile_every": 1})
     timed = trace_parts_timed(parts) if parts is not None else contextlib.nullcontext()
-    with registry.cursor() as cron_cr, addon_bypassed(bypass), timed:
+    hooked = hooks_timed(hooks) if hooks is not None else contextlib.nullcontext()
+    with registry.cursor() as cron_cr, addon_bypassed(bypass), timed, hooked:
         started, started_cpu = time.perf_counter(), time.process_time()
         if bare:
             tracemalloc.start(1)
@@ -218,6 +220,10 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None):
         raise RuntimeError(f"run {profile!r} for frames={frames}, bypass={bypass}")
     return wall, cpu, profile
 
+
+#: Default-settings runs of the benchmark cron: ``(seconds in the addon's accounting hooks,
+#: that over the run's CPU time)``, one per run.
+HOOK_SHARES = []
 
 #: The addon's methods timed from inside for the accounting's own cost.
 TIMED = ("_memory_run_plan", "_memory_run_measure", "_memory_after_job")
@@ -520,6 +526,15 @@ def print_table(walls, cpus, profiles, accounting, args):
             f"| {cpu / median(cpus, NO_ADDON):.3f} | {peak} | {growth} | {site} |"
         )
     spent = accounting["median"]
+    if HOOK_SHARES:
+        print()
+        print(
+            f"Default settings, measured from inside: the addon's accounting hooks took "
+            f"{statistics.median(s for s, _r in HOOK_SHARES) * 1000:.1f} ms per run at the median, "
+            f"{statistics.median(r for _s, r in HOOK_SHARES) * 100:.2f} % of the run's CPU time "
+            f"(max {max(r for _s, r in HOOK_SHARES) * 100:.2f} %; {len(HOOK_SHARES)} runs): what the "
+            "ratio above measures through the noise of run-to-run variation."
+        )
     print()
     print(f"Accounting alone, a no-op cron run {args.runs} times:")
     print_accounting(accounting)
@@ -547,15 +562,20 @@ def run_modes(registry, cron_id, args):
     walls = {name: [] for name, *_rest in MODES}
     cpus = {name: [] for name, *_rest in MODES}
     profiles, trace_parts = {}, {}
+    hook_shares = HOOK_SHARES
+    hook_shares.clear()
 
     def one(mode):
         name, frames, bypass, bare = mode
         parts = {} if frames else None
+        hooks = [0.0] if name == DEFAULT else None
         wall, cpu, profiles[name] = run(
-            registry, cron_id, frames, args.count, bypass=bypass, bare=bare, parts=parts
+            registry, cron_id, frames, args.count, bypass=bypass, bare=bare, parts=parts, hooks=hooks
         )
         walls[name].append(wall)
         cpus[name].append(cpu)
+        if hooks is not None:
+            hook_shares.append((hooks[0], hooks[0] / cpu))
         for label, seconds in (parts or {}).items():
             trace_parts.setdefault(name, {}).setdefault(label, []).append(seconds)
 

@@ -76,6 +76,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # Results, in order: "PASSED|FAILED|SKIPPED<TAB>step<TAB>detail".
 RESULTS=()
+FAILURES=()
 record() {
     RESULTS+=("$1"$'\t'"$2"$'\t'"${3:-}")
 }
@@ -150,6 +151,27 @@ check_clean_log() {
         fi
     done
     return "$bad"
+}
+
+# failed_tests LOG: each test Odoo reported as FAIL or ERROR in LOG, with the
+# last line of its traceback (what the closing summary repeats: a CI page may
+# show only the end of the output).
+failed_tests() {
+    awk '
+        function flush() {
+            if (name != "") print "  " name (last != "" ? ": " last : "")
+            name = ""; last = ""
+        }
+        /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / {
+            flush()
+            if (match($0, / (ERROR|FAIL): [A-Za-z0-9_.]+ *$/)) {
+                name = substr($0, RSTART + 1); sub(/ *$/, "", name)
+            }
+            next
+        }
+        name != "" && $0 ~ /[^ ]/ { last = substr($0, 1, 200) }
+        END { flush() }
+    ' "$1"
 }
 
 step_series() {
@@ -228,6 +250,7 @@ step_series() {
         errors="$(sed -E 's/.* ([0-9]+) error\(s\) of .*/\1/' <<<"$summary")"
         mh_log "Odoo $series: $tests tests, $failed failed, $errors error(s)"
         echo "$tests tests, $failed failed, $errors error(s)" >"$MH_LOGDIR/test-$series.summary"
+        failed_tests "$log_test" >"$MH_LOGDIR/test-$series.failures"
         if [ "$tests" -lt 1 ]; then
             mh_log "no test ran (tags $TEST_TAGS)"
             bad=1
@@ -347,7 +370,10 @@ for series in "${SERIES_LIST[@]}"; do
     if [ -f "$MH_LOGDIR/test-$series.summary" ]; then
         RESULTS[-1]="${RESULTS[-1]}: $(cat "$MH_LOGDIR/test-$series.summary")"
     fi
-    rm -f "$MH_LOGDIR/test-$series.summary"
+    if [ -s "$MH_LOGDIR/test-$series.failures" ]; then
+        FAILURES+=("Odoo $series (log: $MH_LOGDIR/test-$series.log):" "$(cat "$MH_LOGDIR/test-$series.failures")")
+    fi
+    rm -f "$MH_LOGDIR/test-$series.summary" "$MH_LOGDIR/test-$series.failures"
 done
 
 if [ "$LINT" = 1 ]; then
@@ -374,5 +400,10 @@ for line in "${RESULTS[@]}"; do
     printf '%-8s %-28s %s\n' "$status" "$name" "$detail"
 done
 echo "================================================================"
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    echo "Tests that failed:"
+    printf '%s\n' "${FAILURES[@]}"
+    echo "================================================================"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,6 +3,7 @@ import requests
 
 from odoo.tests import TransactionCase, tagged
 
+from . import harness
 from .harness import OdooServer, server_database, wait_until
 
 
@@ -38,7 +39,7 @@ class TestHarness(TransactionCase):
 
         server.stop()
         self.assertIsNone(server.process)
-        left = [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [p.pid for p in processes if harness._alive(p)]  # a zombie reaped meanwhile is gone
         self.assertEqual(left, [], "no process of the server is left")
         self.assertIn(f"127.0.0.1:{server.port}", server.log())
         server.stop()  # idempotent

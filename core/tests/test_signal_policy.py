@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -26,9 +25,12 @@ def python_child():
     code = (
         "import signal, time\n"
         "signal.signal(signal.SIGQUIT, lambda *a: print('dumped', flush=True))\n"
+        "print('ready', flush=True)\n"
         "time.sleep(30)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    # Its handler is installed: a SIGQUIT sent earlier would end it (the default action).
+    assert proc.stdout.readline().strip() == "ready"
     yield proc
     proc.kill()
     proc.wait()
@@ -95,7 +97,6 @@ def test_same_program_child_gets_the_actions_signals(python_child):
     )
     recycle = signal_policy.decide(python_child.pid, signal_policy.RECYCLE, root, "prefork")
     assert recycle.allowed and recycle.signum == signal.SIGINT, "graceful: Worker.signal_handler"
-    time.sleep(0.3)  # let the child install its handler
     signal_policy.send(stacks)
     assert python_child.stdout.readline().strip() == "dumped"
 
@@ -126,7 +127,6 @@ def test_a_process_replaced_since_the_page_was_drawn_is_refused(python_child):
         signal_policy.send(stale)
     fresh = signal_policy.decide(python_child.pid, signal_policy.STACKS, root, "prefork", create_time=started)
     assert fresh.allowed
-    time.sleep(0.3)  # let the child install its handler
     signal_policy.send(fresh)
     assert python_child.stdout.readline().strip() == "dumped"
     assert fresh.pidfd is None, "send closes the pidfd"

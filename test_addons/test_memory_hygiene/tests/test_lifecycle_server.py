@@ -264,18 +264,58 @@ class TestLifecycleServer(TransactionCase):
         self.assertEqual(cpu["evidence"], "worker")
         self.assertEqual(cpu["doing"], f"http {self.db}: /test_memory_hygiene/burn")
 
-        # SIGKILL from outside, standing in for the OOM killer.
-        victim = self.server.pids()["http"][0]
+        # SIGKILL from outside, standing in for the OOM killer, to a worker inside a request: an idle
+        # one may have served its limit_request-th request already, said so, and be about to exit.
+        killed_route = f"/test_memory_hygiene/wait?path={os.path.join(self.tmp, 'never_killed')}"
+        failed = []
+
+        def request_killed():
+            try:
+                self.server.get(killed_route, timeout=LIMIT_TIME_REAL * 6)
+            except requests.RequestException as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=request_killed)
+        thread.start()
+        self.addCleanup(thread.join, LIMIT_TIME_REAL * 6)
+        victim = self.wait(
+            lambda: next(
+                (
+                    pid
+                    for pid in self.server.pids().get("http", ())
+                    if f"| doing http {self.db} /test_memory_hygiene/wait since" in _ps(pid)
+                ),
+                None,
+            ),
+            LIMIT_TIME_REAL / 2,
+            0.2,
+            "ps shows an HTTP worker inside the request to kill",
+        )
         os.kill(victim, signal.SIGKILL)
+        thread.join(LIMIT_TIME_REAL * 6)
+        self.assertTrue(failed, "the request of the killed worker got no answer")
         killed = self.wait_exit([("pid", "=", victim)], "SIGKILL exit")
         self.assertIn(killed["cause"], ("signal", "oom_killer"))
         self.assertEqual(killed["evidence"], "master" if killed["cause"] == "signal" else "cgroup")
-        self.assertTrue(killed["doing"], "what it was doing (idle, or a request)")
+        self.assertEqual(killed["doing"], f"http {self.db}: /test_memory_hygiene/wait")
         self.assertTrue(killed["age_seconds"] >= 0 and killed["vms_mb"] > 0)
 
     # ------------------------------------------------------------------ storms
 
     def test_workers_recycling_after_a_few_requests_raise_the_storm_flag(self):
+        # Whatever ran before: the exits of other tests (soft limit, real time, CPU, SIGKILL, a few
+        # limit_request) may have raised this alert already, with the advice of their most common
+        # cause, and it is raised once per period. Their exits and alerts go, once none is being sent.
+        self.exits([])
+        self.wait(
+            lambda: not _query(self.db, "SELECT id FROM memory_lifecycle_alert WHERE pending"),
+            120,
+            0.5,
+            "no alert waiting to be sent",
+        )
+        _execute(self.db, "DELETE FROM memory_worker_exit; DELETE FROM memory_lifecycle_alert")
+        _Hook.received = []
+
         def storm():
             # Each HTTP worker lives limit_request requests: fewer than the storm's threshold.
             for _i in range(LIMIT_REQUEST):

@@ -10,6 +10,16 @@ from .common import USER_ADDON
 CRONS = ("ir_cron_test_leak_job", "ir_cron_test_tracked_job")
 
 
+def wake_cron_workers(db):
+    """NOTIFY where cron workers LISTEN, as Odoo's ``_notifydb`` does: a sleeping one polls ``db`` now.
+
+    Otherwise it polls 60 s or so after its start, then after each sleep. A notification sent
+    before a worker listens is lost: that one polls later, as it would have anyway.
+    """
+    with db_cursor("postgres") as cr:
+        cr.execute("SELECT pg_notify('cron_trigger', %s)", [db])
+
+
 @tagged("post_install", "-at_install", "memory_hygiene_server")
 class TestProfilerUnderServer(TransactionCase):
     """The profiler in a real prefork server: the cron worker runs the jobs, on real cursors."""
@@ -43,6 +53,7 @@ class TestProfilerUnderServer(TransactionCase):
         server = OdooServer(db, workers=2, max_cron_threads=1)
         self.addCleanup(server.stop)
         server.start()
+        wake_cron_workers(db)
 
         def fetch(query, *args):
             with db_cursor(db) as cr:
@@ -160,13 +171,7 @@ class TestProfilerUnderServer(TransactionCase):
                 cr.execute(query, [cron_id])
                 return cr.fetchall()
 
-        def wake_cron_worker():
-            # Where cron workers LISTEN, as Odoo's _notifydb sends; a worker that sleeps wakes now, not
-            # after its 60 s or so. A notification sent before it listens is lost: it wakes later.
-            with db_cursor("postgres") as cr:
-                cr.execute("SELECT pg_notify('cron_trigger', %s)", [db])
-
-        wake_cron_worker()
+        wake_cron_workers(db)
 
         runs_query = (
             "SELECT pid, charged FROM memory_cron_run WHERE cron_id = %s AND pid IS NOT NULL ORDER BY id"
@@ -182,7 +187,7 @@ class TestProfilerUnderServer(TransactionCase):
                 " WHERE id = %s",
                 [cron_id],
             )
-        wake_cron_worker()
+        wake_cron_workers(db)
         wait_until(
             lambda: fetch("SELECT nextcall > (now() at time zone 'UTC') FROM ir_cron WHERE id = %s")[0][0],
             180,

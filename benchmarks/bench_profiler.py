@@ -33,6 +33,11 @@ rows waiting with this job's and sends the verdict's query), next to a bare
 ``SELECT 1`` on the same cursor. Targets: default settings <= 1.02 x no addon; accounting <= 1 ms per
 run at the median; traced (1 frame) <= 1.05 x bare tracemalloc.
 
+With ``--processes N``, only no addon and default settings are compared, each
+in processes of its own (N of each, ABBA): a process's bypass is applied once,
+before its first run, and never undone, so no run follows a change of the
+model classes' methods (which makes CPython drop what it caches per class).
+
 Usage, with the series' own Python::
 
     python benchmarks/bench_profiler.py --odoo /opt/odoo/18.0 --db bench_prof_18 --create \
@@ -45,6 +50,7 @@ target is printed as FAIL.
 
 import argparse
 import contextlib
+import json
 import statistics
 import subprocess
 import sys
@@ -170,13 +176,14 @@ def addon_bypassed(active):
         action_cls.run = saved_run
 
 
-def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None, hooks=None):  # noqa: PLR0913
+def run(registry, cron_id, frames, count, *, bypass=False, bare=False, parts=None, hooks=None, patch=True):  # noqa: PLR0913
     """One job of the cron: ``(wall, cpu, profile)``; ``frames``: traced (None: accounted only).
 
     ``cpu``: the CPU time of this process during the job (``time.process_time``): what the job
     cost here, whatever else the machine runs (PostgreSQL's own work is not in it).
 
-    ``bypass``: the addon's hooks bypassed; ``bare``: tracemalloc (1 frame) around the job;
+    ``bypass``: the addon's hooks bypassed (by this call unless ``patch`` is false: bypassed
+    already, for the whole process); ``bare``: tracemalloc (1 frame) around the job;
     ``parts``: a dict given the seconds of each of :data:`TRACE_PARTS` (traced runs);
     ``hooks``: a one-item list given the seconds spent in the addon's accounting hooks.
     """
@@ -193,7 +200,7 @@ def run(registry, cron_id, frames, count, bypass=False, bare=False, parts=None, 
         env["ir.cron"].browse(cron_id).write({"memory_profile": bool(frames), "memory_profile_every": 1})
     timed = trace_parts_timed(parts) if parts is not None else contextlib.nullcontext()
     hooked = hooks_timed(hooks) if hooks is not None else contextlib.nullcontext()
-    with registry.cursor() as cron_cr, addon_bypassed(bypass), timed, hooked:
+    with registry.cursor() as cron_cr, addon_bypassed(bypass and patch), timed, hooked:
         started, started_cpu = time.perf_counter(), time.process_time()
         if bare:
             tracemalloc.start(1)
@@ -595,7 +602,87 @@ def run_modes(registry, cron_id, args):
     return walls, cpus, profiles, trace_parts
 
 
-def main(argv=None):
+#: ``--processes``: the two modes compared, each in processes of its own.
+PROCESS_MODES = {"no-addon": MODES[0], "default": MODES[1]}
+
+
+def run_process(registry, cron_id, args):
+    """``--child``: this process runs one mode only; its bypass, if any, is applied once for all runs.
+
+    Prints one JSON line: ``{"mode", "wall": [s, ...], "cpu": [s, ...], "hooks": [s, ...]}``
+    (after ``--warmup`` runs left out). No method of the model classes is replaced between two
+    runs, so nothing that CPython caches per class (type versions, specialised attribute look-ups)
+    is invalidated by the benchmark itself.
+    """
+    name, frames, bypass, bare = PROCESS_MODES[args.child]
+    figures = {"mode": name, "wall": [], "cpu": [], "hooks": []}
+    spent = [0.0]  # the default runs' hooks, timed by wrappers set once for the whole process
+    with addon_bypassed(bypass), contextlib.nullcontext() if bypass else hooks_timed(spent):
+        for index in range(args.warmup + args.runs_per_process):
+            before = spent[0]
+            wall, cpu, _profile = run(
+                registry, cron_id, frames, args.count, bypass=bypass, bare=bare, patch=False
+            )
+            if index >= args.warmup:
+                figures["wall"].append(wall)
+                figures["cpu"].append(cpu)
+                if not bypass:
+                    figures["hooks"].append(spent[0] - before)
+    print(json.dumps(figures), flush=True)
+
+
+def compare_processes(args, argv):
+    """``--processes N``: N pairs of processes, no addon and default settings, in ABBA order."""
+    own = [arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != "--create"]
+    runs = {name: {"wall": [], "cpu": [], "hooks": [], "medians": []} for name, *_rest in MODES[:2]}
+    for pair in range(args.processes):
+        for child in ("default", "no-addon") if pair % 2 else ("no-addon", "default"):
+            done = subprocess.run(
+                [sys.executable, __file__, *own, "--child", child],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            mine = runs[figures["mode"]]
+            for key in ("wall", "cpu", "hooks"):
+                mine[key] += figures[key]
+            mine["medians"].append(statistics.median(figures["cpu"]))
+    import odoo.release  # noqa: PLC0415 - the source tree given by --odoo
+
+    print()
+    print(
+        f"Odoo {odoo.release.series}, Python {sys.version.split()[0]}: no addon and default settings, "
+        f"each in processes of its own ({args.processes} each, in ABBA order; {args.warmup} warm-up "
+        f"run then {args.runs_per_process} runs per process); a cron creating, reading and writing "
+        f"{args.count} tracked records. CPU: the process's CPU time during the job."
+    )
+    print()
+    print(
+        "| mode | processes | runs | median wall (s) | median CPU (s) | CPU ratio "
+        "| per-process medians, CPU (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    base = statistics.median(runs[NO_ADDON]["cpu"])
+    for name, mine in runs.items():
+        cpu = statistics.median(mine["cpu"])
+        print(
+            f"| {name} | {len(mine['medians'])} | {len(mine['cpu'])} | {statistics.median(mine['wall']):.2f} "
+            f"| {cpu:.2f} | {cpu / base:.3f} | {' '.join(f'{m:.2f}' for m in mine['medians'])} |"
+        )
+    hooks = runs[DEFAULT]["hooks"]
+    print()
+    print(
+        f"The addon's accounting hooks, measured inside the default runs: "
+        f"{statistics.median(hooks) * 1000:.1f} ms per run at the median."
+    )
+    ratio = statistics.median(runs[DEFAULT]["cpu"]) / base
+    verdict = "PASS" if ratio <= TARGET_DEFAULT else "FAIL"
+    print(f"{verdict}: default settings {ratio:.3f} x no addon in CPU time (target <= {TARGET_DEFAULT}).")
+    return 0
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--odoo", required=True, help="Odoo source tree (/opt/odoo/18.0)")
     parser.add_argument("--db", required=True, help="a database of its own")
@@ -612,14 +699,33 @@ def main(argv=None):
     parser.add_argument("--accounting-only", action="store_true", help="only the accounting's own cost")
     parser.add_argument("--count", type=int, default=5000, help="records the cron creates")
     parser.add_argument("--http-port", type=int, default=18290, help="for --create's odoo-bin only")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="instead of the modes in one process: this many pairs of processes, no addon / default",
+    )
+    parser.add_argument("--runs-per-process", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="runs left out at a process's start")
+    parser.add_argument("--child", choices=sorted(PROCESS_MODES), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     with addons_path(args.odoo) as paths:
         if args.create:
             create_database(args, paths)
+        if args.processes and not args.child:
+            sys.path.insert(0, args.odoo)
+            return compare_processes(args, argv)
         registry = bootstrap(args, paths)
         cron_id = make_cron(registry, args.count)
         try:
+            if args.child:
+                run_process(registry, cron_id, args)
+                return 0
             if args.accounting_only:
                 breakdown = {}
                 cost = accounting_cost(registry, args.runs, breakdown)

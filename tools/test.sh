@@ -153,23 +153,29 @@ check_clean_log() {
     return "$bad"
 }
 
-# failed_tests LOG: each test Odoo reported as FAIL or ERROR in LOG, with the
-# last line of its traceback (what the closing summary repeats: a CI page may
-# show only the end of the output).
+# failed_tests LOG: each test (or setUpClass, or subtest) Odoo reported as FAIL
+# or ERROR in LOG, with the exception line of its traceback (what the closing
+# summary repeats: a CI page may show only the end of the output).
 failed_tests() {
     awk '
         function flush() {
             if (name != "") print "  " name (last != "" ? ": " last : "")
-            name = ""; last = ""
+            name = ""; last = ""; tb = 0
         }
         /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / {
             flush()
-            if (match($0, / (ERROR|FAIL): [A-Za-z0-9_.]+ *$/)) {
-                name = substr($0, RSTART + 1); sub(/ *$/, "", name)
+            # ... ERROR db odoo.addons.x.tests.test_y: FAIL: TestY.test_z
+            if (match($0, / odoo\.[A-Za-z0-9_.]+: (ERROR|FAIL): /)) {
+                head = substr($0, RSTART, RLENGTH)
+                name = (index(head, ": FAIL: ") ? "FAIL: " : "ERROR: ") substr($0, RSTART + RLENGTH)
+                sub(/ +$/, "", name)
             }
             next
         }
-        name != "" && $0 ~ /[^ ]/ { last = substr($0, 1, 200) }
+        name != "" && /^Traceback / { tb = 1; next }
+        # The first line of a traceback that is not a frame: the exception (the last one wins
+        # when exceptions are chained; the lines of its message after the first are left out).
+        name != "" && tb && /^[^ ]/ { last = substr($0, 1, 200); tb = 0 }
         END { flush() }
     ' "$1"
 }
@@ -238,6 +244,8 @@ step_series() {
         cat "$WORK/bad-lines" >&2
         bad=1
     fi
+    # Named in the closing summary, even when Odoo ended before its own.
+    failed_tests "$log_test" >"$MH_LOGDIR/test-$series.failures"
     # Odoo's closing line, same wording in 18.0 and 19.0:
     #   ... odoo.tests.result: 0 failed, 0 error(s) of 42 tests when loading database 'x'
     summary="$(grep -E '[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests' "$log_test" | tail -n 1 || true)"
@@ -250,7 +258,6 @@ step_series() {
         errors="$(sed -E 's/.* ([0-9]+) error\(s\) of .*/\1/' <<<"$summary")"
         mh_log "Odoo $series: $tests tests, $failed failed, $errors error(s)"
         echo "$tests tests, $failed failed, $errors error(s)" >"$MH_LOGDIR/test-$series.summary"
-        failed_tests "$log_test" >"$MH_LOGDIR/test-$series.failures"
         if [ "$tests" -lt 1 ]; then
             mh_log "no test ran (tags $TEST_TAGS)"
             bad=1

@@ -1,4 +1,5 @@
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import psutil
 from odoo import http
 from odoo.http import request
 
-#: Memory a worker holds on purpose, until it is recycled.
+#: Address space a worker holds on purpose, until it is recycled.
 _HELD = []
 #: Helper programs a worker started (what wkhtmltopdf is to a report), kept to be reaped.
 _HELPERS = []
@@ -50,12 +51,17 @@ class TestMemoryHygieneController(http.Controller):
 
     @http.route("/test_memory_hygiene/allocate", type="http", auth="none", save_session=False)
     def allocate(self, target_mb, pid=None, **kwargs):
-        """Hold memory until this worker's virtual size is ``target_mb``; 409 if it is not ``pid``."""
+        """Reserve address space until this worker's virtual size is ``target_mb``; 409 if it is not ``pid``.
+
+        VMS is what ``limit_memory_soft`` is compared with. The mapping is never touched: RSS stays,
+        and no CPU goes to faulting a GiB of pages in (``bytearray(n)`` zeroes every page: over the
+        2 s of ``limit_time_cpu`` that TestLifecycleServer sets, on a slow host).
+        """
         if pid and int(pid) != os.getpid():
             return _json({"pid": os.getpid()}, status=409)
         missing = float(target_mb) - psutil.Process().memory_info().vms / 1024 / 1024
         if missing > 0:
-            _HELD.append(bytearray(int(missing * 1024 * 1024)))
+            _HELD.append(mmap.mmap(-1, int(missing * 1024 * 1024), flags=mmap.MAP_PRIVATE))
         return _json({"pid": os.getpid(), "vms_mb": psutil.Process().memory_info().vms / 1024 / 1024})
 
     @http.route("/test_memory_hygiene/helper", type="http", auth="none", save_session=False)

@@ -228,10 +228,6 @@ def run(registry, cron_id, frames, count, *, bypass=False, bare=False, parts=Non
     return wall, cpu, profile
 
 
-#: Default-settings runs of the benchmark cron: ``(seconds in the addon's accounting hooks,
-#: that over the run's CPU time)``, one per run.
-HOOK_SHARES = []
-
 #: The addon's methods timed from inside for the accounting's own cost.
 TIMED = ("_memory_run_plan", "_memory_run_measure", "_memory_after_job")
 
@@ -499,7 +495,7 @@ def print_breakdown(breakdown):
         )
 
 
-def print_table(walls, cpus, profiles, accounting, args):
+def print_table(walls, cpus, profiles, accounting, args, hook_shares):  # noqa: PLR0913
     """The table of the modes, the accounting's cost, and the targets (judged on CPU time)."""
     import odoo.release
 
@@ -533,13 +529,13 @@ def print_table(walls, cpus, profiles, accounting, args):
             f"| {cpu / median(cpus, NO_ADDON):.3f} | {peak} | {growth} | {site} |"
         )
     spent = accounting["median"]
-    if HOOK_SHARES:
+    if hook_shares:
         print()
         print(
             f"Default settings, measured from inside: the addon's accounting hooks took "
-            f"{statistics.median(s for s, _r in HOOK_SHARES) * 1000:.1f} ms per run at the median, "
-            f"{statistics.median(r for _s, r in HOOK_SHARES) * 100:.2f} % of the run's CPU time "
-            f"(max {max(r for _s, r in HOOK_SHARES) * 100:.2f} %; {len(HOOK_SHARES)} runs): what the "
+            f"{statistics.median(s for s, _r in hook_shares) * 1000:.1f} ms per run at the median, "
+            f"{statistics.median(r for _s, r in hook_shares) * 100:.2f} % of the run's CPU time "
+            f"(max {max(r for _s, r in hook_shares) * 100:.2f} %; {len(hook_shares)} runs): what the "
             "ratio above measures through the noise of run-to-run variation."
         )
     print()
@@ -564,13 +560,17 @@ def print_table(walls, cpus, profiles, accounting, args):
 
 
 def run_modes(registry, cron_id, args):
-    """Every mode, interleaved, then more pairs of no addon / default: ``(walls, cpus, profiles)`` by mode."""
+    """Every mode, interleaved, then more pairs of no addon / default.
+
+    Returns ``(walls, cpus, profiles, trace_parts, hook_shares)``: the first four by mode;
+    ``hook_shares``: per default-settings run, ``(seconds in the addon's accounting hooks, that
+    over the run's CPU time)``.
+    """
     run(registry, cron_id, None, args.count)  # warm-up: imports, caches, the first tracked create
     walls = {name: [] for name, *_rest in MODES}
     cpus = {name: [] for name, *_rest in MODES}
     profiles, trace_parts = {}, {}
-    hook_shares = HOOK_SHARES
-    hook_shares.clear()
+    hook_shares = []
 
     def one(mode):
         name, frames, bypass, bare = mode
@@ -599,7 +599,7 @@ def run_modes(registry, cron_id, args):
     for pair in range(args.traced_pairs):
         for mode in (traced, bare) if pair % 2 else (bare, traced):
             one(mode)
-    return walls, cpus, profiles, trace_parts
+    return walls, cpus, profiles, trace_parts, hook_shares
 
 
 #: ``--processes``: the two modes compared, each in processes of its own.
@@ -733,7 +733,7 @@ def main(argv=None):
                 print()
                 print_accounting(cost)
                 return 0
-            walls, cpus, profiles, trace_parts = run_modes(registry, cron_id, args)
+            walls, cpus, profiles, trace_parts, hook_shares = run_modes(registry, cron_id, args)
             breakdown = {}
             accounting = accounting_cost(registry, args.runs, breakdown)
         finally:
@@ -746,7 +746,7 @@ def main(argv=None):
                 action = cron.ir_actions_server_id
                 cron.unlink()
                 action.unlink()
-        print_table(walls, cpus, profiles, accounting, args)
+        print_table(walls, cpus, profiles, accounting, args, hook_shares)
         print()
         print_breakdown(breakdown)
         print()

@@ -109,6 +109,17 @@ def run_cron_job_now(registry, cron_cr, cron_id):
     return True
 
 
+def wake_cron_workers(db):
+    """NOTIFY ``cron_trigger`` with ``db`` on database ``postgres``, as ``ir.cron._notifydb`` does.
+
+    Odoo's cron workers (and a threaded server's cron threads) LISTEN there: a sleeping one polls
+    ``db`` now instead of 60 s or so later. A notification sent before one listens is lost: that
+    one polls when its sleep ends, as it would have anyway.
+    """
+    with db_cursor("postgres") as cr:
+        cr.execute("NOTIFY cron_trigger, %s", [db])
+
+
 def free_port():
     """A TCP port of 127.0.0.1 that nobody listens on right now."""
     with closing(socket.socket()) as sock:

@@ -4,7 +4,13 @@ import re
 
 from odoo.tests import TransactionCase, tagged
 
-from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
+from odoo.addons.memory_hygiene.tests.harness import (
+    OdooServer,
+    db_cursor,
+    server_database,
+    wait_until,
+    wake_cron_workers,
+)
 
 from .common import USER_ADDON
 
@@ -40,8 +46,7 @@ class TestBatchUnderCpuLimit(TransactionCase):
         server.start()
 
         def all_done():
-            with db_cursor("postgres") as cr:
-                cr.execute("NOTIFY cron_trigger, %s", [db])  # wakes the cron worker up
+            wake_cron_workers(db)
             with db_cursor(db) as cr:
                 cr.execute("SELECT count(*) FROM test_memory_batch_record WHERE state = 'todo'")
                 return cr.fetchone()[0] == 0

@@ -13,7 +13,14 @@ import requests
 
 from odoo.tests import TransactionCase, tagged
 
-from odoo.addons.memory_hygiene.tests.harness import MIB, OdooServer, db_cursor, server_database, wait_until
+from odoo.addons.memory_hygiene.tests.harness import (
+    MIB,
+    OdooServer,
+    db_cursor,
+    server_database,
+    wait_until,
+    wake_cron_workers,
+)
 from odoo.addons.memory_hygiene.tests.test_diagnostics_server import AdminClient
 
 from .common import USER_ADDON
@@ -149,6 +156,13 @@ class TestLifecycleServer(TransactionCase):
             ["pid", "kind", "cause", "evidence", "doing", "rss_mb", "vms_mb", "age_seconds", "requests"],
         )
 
+    def serving_wait(self):
+        """The HTTP worker that ``ps`` shows serving ``/test_memory_hygiene/wait``, or None."""
+        for pid in self.server.pids().get("http", ()):
+            if f"| doing http {self.db} /test_memory_hygiene/wait since" in _ps(pid):
+                return pid
+        return None
+
     def wait_exit(self, domain, what):
         return self.wait(lambda: self.exits(domain), 120, 1, what)[0]
 
@@ -181,8 +195,7 @@ class TestLifecycleServer(TransactionCase):
             cr.execute("UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = %s", [cron_id])
 
         def cron_busy():
-            with db_cursor("postgres") as cr:  # wakes the cron worker up
-                cr.execute("NOTIFY cron_trigger, %s", [self.db])
+            wake_cron_workers(self.db)
             # Whichever cron worker runs it: limit_request recycles cron workers too.
             for pid in self.server.pids().get("cron", ()):
                 if f"| doing cron {self.db} #{cron_id} lifecycle slow job since" in _ps(pid):
@@ -214,13 +227,7 @@ class TestLifecycleServer(TransactionCase):
         self.addCleanup(thread.join, 120)
         self.addCleanup(self.release, "route_done")
 
-        def route_busy():
-            for pid in self.server.pids().get("http", ()):
-                if f"| doing http {self.db} /test_memory_hygiene/wait since" in _ps(pid):
-                    return pid
-            return None
-
-        http_pid = self.wait(route_busy, 60, 0.5, "ps shows an HTTP worker serving the slow route")
+        http_pid = self.wait(self.serving_wait, 60, 0.5, "ps shows an HTTP worker serving the slow route")
         self.assertNotIn("s3cr3t", _ps(http_pid))
         line = next(line for line in self.page_lines() if line["pid"] == http_pid)
         self.assertEqual(line["doing"], f"http {self.db}: /test_memory_hygiene/wait")
@@ -279,14 +286,7 @@ class TestLifecycleServer(TransactionCase):
         thread.start()
         self.addCleanup(thread.join, LIMIT_TIME_REAL * 6)
         victim = self.wait(
-            lambda: next(
-                (
-                    pid
-                    for pid in self.server.pids().get("http", ())
-                    if f"| doing http {self.db} /test_memory_hygiene/wait since" in _ps(pid)
-                ),
-                None,
-            ),
+            self.serving_wait,
             60,  # workers may be respawning after the kills above; limit_time_real counts once one serves it
             0.2,
             "ps shows an HTTP worker inside the request to kill",

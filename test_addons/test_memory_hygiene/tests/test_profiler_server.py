@@ -2,22 +2,18 @@ import pathlib
 
 from odoo.tests import TransactionCase, tagged
 
-from odoo.addons.memory_hygiene.tests.harness import OdooServer, db_cursor, server_database, wait_until
+from odoo.addons.memory_hygiene.tests.harness import (
+    OdooServer,
+    db_cursor,
+    server_database,
+    wait_until,
+    wake_cron_workers,
+)
 
 from ..models import test_memory_leak_job as jobs
 from .common import USER_ADDON
 
 CRONS = ("ir_cron_test_leak_job", "ir_cron_test_tracked_job")
-
-
-def wake_cron_workers(db):
-    """NOTIFY where cron workers LISTEN, as Odoo's ``_notifydb`` does: a sleeping one polls ``db`` now.
-
-    Otherwise it polls 60 s or so after its start, then after each sleep. A notification sent
-    before a worker listens is lost: that one polls later, as it would have anyway.
-    """
-    with db_cursor("postgres") as cr:
-        cr.execute("SELECT pg_notify('cron_trigger', %s)", [db])
 
 
 @tagged("post_install", "-at_install", "memory_hygiene_server")

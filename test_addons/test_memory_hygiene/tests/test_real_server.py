@@ -79,9 +79,7 @@ class TestRealServer(TransactionCase):
         self.query("UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') WHERE id = %s", [self.cron_id])
 
         def new_round():
-            # The cron worker listens on the postgres database; a notification wakes it up.
-            with db_cursor("postgres") as cr:
-                cr.execute("NOTIFY cron_trigger, %s", [self.db])
+            harness.wake_cron_workers(self.db)
             return self.query("SELECT count(DISTINCT round_key) FROM memory_snapshot")[0][0] > rounds
 
         wait_until(new_round, 120, 2, "a new sampling round of the cron worker")
@@ -406,8 +404,7 @@ class TestOtherModes(TransactionCase):
         self.assertEqual(server.get("/test_memory_hygiene/pid").json()["pid"], pid)
 
         def triggers():
-            with db_cursor("postgres") as cr:
-                cr.execute("NOTIFY cron_trigger, %s", [db])  # wakes the cron thread up
+            harness.wake_cron_workers(db)  # the cron thread of a threaded server too
             with db_cursor(db) as cr:
                 cr.execute("SELECT DISTINCT trigger, process_kind FROM memory_snapshot WHERE pid = %s", [pid])
                 found = set(cr.fetchall())
